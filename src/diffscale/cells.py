@@ -1,0 +1,138 @@
+"""Expanding a study into cells; cell ids and every output path.
+
+This is the only module that knows where files live. Snakemake, DVC and the tests all ask it, so the
+two engines describe the same cells with the same paths.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from diffscale.config import ParamsError
+
+TOY_COMPONENTS = ("autoencoder", "text_encoder", "oracle", "clip")
+_ID = re.compile(
+    r"^(?P<model>[a-z0-9][a-z0-9.-]*)__(?P<sampler>[a-z0-9+-]+)__steps(?P<steps>\d+)__cfg(?P<guidance>[0-9.]+)"
+    r"__(?P<search>[a-z0-9-]+)__(?P<prompt_set>[a-z0-9-]+)$"
+)
+
+
+def _number(value: float) -> str:
+    return f"{value:g}"
+
+
+@dataclass(frozen=True, order=True)
+class Cell:
+    """One (model, sampler, steps, guidance, search) configuration applied to one prompt set."""
+
+    model: str
+    sampler: str
+    steps: int
+    guidance: float
+    prompt_set: str
+    search: str = "none"
+
+    @property
+    def id(self) -> str:
+        search = "nosearch" if self.search == "none" else self.search
+        return f"{self.model}__{self.sampler}__steps{self.steps}__cfg{_number(self.guidance)}__{search}__{self.prompt_set}"
+
+    @classmethod
+    def from_id(cls, cell_id: str) -> "Cell":
+        match = _ID.match(cell_id)
+        if not match:
+            raise ValueError(f"not a cell id: {cell_id!r} (expected model__sampler__stepsN__cfgG__search__promptset)")
+        fields = match.groupdict()
+        return cls(
+            model=fields["model"],
+            sampler=fields["sampler"],
+            steps=int(fields["steps"]),
+            guidance=float(fields["guidance"]),
+            prompt_set=fields["prompt_set"],
+            search="none" if fields["search"] == "nosearch" else fields["search"],
+        )
+
+    def as_dict(self) -> dict:
+        return asdict(self) | {"cell": self.id}
+
+
+def expand(params: dict) -> list[Cell]:
+    """Every cell of every grid, without duplicates, in a stable order."""
+    cells = set()
+    for grid in params["grids"]:
+        for model, sampler, steps, guidance, prompt_set in itertools.product(
+            grid["models"], grid["samplers"], grid["steps"], grid["guidance"], grid["prompt_sets"]
+        ):
+            cells.add(Cell(model, sampler, int(steps), float(guidance), prompt_set))
+    return sorted(cells)
+
+
+def find(params: dict, cell_id: str) -> Cell:
+    for cell in expand(params):
+        if cell.id == cell_id:
+            return cell
+    raise ParamsError(f"cell {cell_id!r} is not in study {params['study']!r}; `diffscale cells` lists its cells")
+
+
+def toy_models(params: dict) -> list[str]:
+    return [name for name, entry in params["models"].items() if entry["source"] == "toy"]
+
+
+def uses_toyworld(params: dict) -> bool:
+    """The toy oracle and CLIP score toy prompt sets; they exist only where the study uses the toy world."""
+    return bool(toy_models(params)) or any(p["kind"].startswith("toy-") for p in params["prompt_sets"].values())
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where a study's artifacts live, relative to the working directory."""
+
+    study: str
+    results_root: str = "results"
+    reports_root: str = "reports"
+
+    @classmethod
+    def of(cls, params: dict) -> "Paths":
+        return cls(params["study"])
+
+    @property
+    def root(self) -> Path:
+        return Path(self.results_root) / self.study
+
+    @property
+    def dataset(self) -> Path:
+        return self.root / "toyworld" / "dataset.npz"
+
+    @property
+    def reference(self) -> Path:
+        return self.root / "toyworld" / "reference.npz"
+
+    def component(self, name: str) -> Path:
+        return self.root / "toyworld" / name
+
+    def prompt_set(self, name: str) -> Path:
+        return self.root / "prompts" / f"{name}.jsonl"
+
+    def model(self, name: str) -> Path:
+        return self.root / "models" / name
+
+    def samples(self, cell: Cell | str) -> Path:
+        return self.root / "samples" / (cell if isinstance(cell, str) else cell.id)
+
+    def scores(self, cell: Cell | str) -> Path:
+        return self.root / "scores" / f"{cell if isinstance(cell, str) else cell.id}.json"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.csv"
+
+    @property
+    def report_dir(self) -> Path:
+        return Path(self.reports_root) / self.study
+
+    @property
+    def report(self) -> Path:
+        return self.report_dir / "index.html"

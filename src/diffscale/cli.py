@@ -1,0 +1,174 @@
+"""`diffscale <verb>`: the one interface that Snakemake rules, DVC stages and people call.
+
+Every verb reads the study file (`--params`, default params.yaml), validates it, and writes exactly the
+outputs that `diffscale.cells.Paths` names for it, atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from diffscale import cells as cells_module
+from diffscale.config import ParamsError, load
+
+log = logging.getLogger("diffscale")
+
+TOY_ARTIFACTS = ("dataset", "reference", "prompts", "autoencoder", "text-encoder", "oracle", "clip")
+
+
+def _study(args) -> tuple[dict, cells_module.Paths]:
+    params = load(args.params)
+    return params, cells_module.Paths.of(params)
+
+
+def cmd_validate(args) -> None:
+    params, _ = _study(args)
+    print(f"{args.params}: study {params['study']!r} is valid: {len(cells_module.expand(params))} cells, "
+          f"{len(params['models'])} models, {len(params['prompt_sets'])} prompt sets")
+
+
+def cmd_cells(args) -> None:
+    params, paths = _study(args)
+    for cell in cells_module.expand(params):
+        print(json.dumps(cell.as_dict() | {"samples": str(paths.samples(cell))}) if args.json else cell.id)
+
+
+def cmd_toy(args) -> None:
+    from diffscale.toyworld import build
+
+    params, paths = _study(args)
+    if args.artifact == "prompts":
+        if args.name not in params["prompt_sets"]:
+            raise ParamsError(f"prompt set {args.name!r} is not defined; defined: {sorted(params['prompt_sets'])}")
+        build.build_prompt_set(params, paths, args.name)
+        return log.info("wrote %s", paths.prompt_set(args.name))
+    builders = {
+        "dataset": build.build_dataset, "reference": build.build_reference, "autoencoder": build.build_autoencoder,
+        "text-encoder": build.build_text_encoder, "oracle": build.build_oracle, "clip": build.build_clip,
+    }
+    builders[args.artifact](params, paths)
+    log.info("built toy %s for study %s", args.artifact, params["study"])
+
+
+def cmd_model(args) -> None:
+    params, paths = _study(args)
+    if args.name not in params["models"]:
+        raise ParamsError(f"model {args.name!r} is not defined; defined: {sorted(params['models'])}")
+    entry = params["models"][args.name]
+    if entry["source"] == "toy":
+        from diffscale.toyworld.build import build_denoiser
+
+        build_denoiser(params, paths, args.name)
+    else:
+        from diffscale.atomic import atomic_directory
+        from diffscale.models import prepare_local
+
+        with atomic_directory(paths.model(args.name)) as out:
+            prepare_local(entry, out)
+    log.info("model %s ready at %s", args.name, paths.model(args.name))
+
+
+def cmd_sample(args) -> None:
+    from diffscale.sampling.cell import sample_cell
+
+    params, paths = _study(args)
+    out = sample_cell(params, cells_module.find(params, args.cell), paths, progress=not args.quiet)
+    log.info("sampled %s", out)
+
+
+def cmd_score(args) -> None:
+    from diffscale.metrics.score import score_cell
+
+    params, paths = _study(args)
+    out = score_cell(params, cells_module.find(params, args.cell), paths)
+    log.info("scored %s", out)
+
+
+def cmd_aggregate(args) -> None:
+    from diffscale.atomic import write_text
+    from diffscale.report.tidy import tidy_table
+
+    params, paths = _study(args)
+    table = tidy_table(params, paths)
+    write_text(paths.metrics, table.to_csv(index=False, float_format="%.6g"))
+    log.info("wrote %s (%d rows, %d cells)", paths.metrics, len(table), table["cell"].nunique())
+
+
+def cmd_report(args) -> None:
+    from diffscale.report import build_report
+
+    params, paths = _study(args)
+    html = build_report(
+        paths.metrics, paths.report_dir, title=f"diffscale study: {params['study']}",
+        reference_steps=params["report"].get("reference_steps"),
+    )
+    log.info("wrote %s", html)
+
+
+def cmd_dvc_yaml(args) -> None:
+    from diffscale.dvc import render_dvc_yaml
+
+    params, _ = _study(args)
+    text = render_dvc_yaml(params, args.params)
+    if args.output == "-":
+        sys.stdout.write(text)
+    else:
+        Path(args.output).write_text(text)
+        log.info("wrote %s for %d cells", args.output, len(cells_module.expand(params)))
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="diffscale",
+        description="Measure how diffusion models spend inference compute: model size vs sampling steps, "
+        "search over noises with verifiers, and the joint frontier. Every Snakemake rule and DVC stage "
+        "calls one of these verbs; you can call them by hand too.",
+        epilog="Typical use: `snakemake --cores all` (or `dvc repro`) runs the whole study; "
+        "`diffscale cells` lists its cells; `diffscale sample --cell ID` reruns one.",
+    )
+    top.add_argument("--params", default="params.yaml", help="study file (default: params.yaml)")
+    top.add_argument("--quiet", action="store_true", help="no progress bars")
+    verbs = top.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    def verb(name, func, help_text):
+        sub = verbs.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(func=func)
+        return sub
+
+    verb("validate", cmd_validate, "check the study file against the schema and its cross-references")
+    verb("cells", cmd_cells, "list the study's cells (one id per line)").add_argument(
+        "--json", action="store_true", help="one JSON object per cell, with its fields and output path")
+    toy = verb("toy", cmd_toy, "build one artifact of the toy world (dataset, prompt sets, trained components)")
+    toy.add_argument("artifact", choices=TOY_ARTIFACTS)
+    toy.add_argument("--name", help="prompt set name (for `prompts`)")
+    verb("model", cmd_model, "prepare one model of the zoo: train a toy denoiser or record a local folder").add_argument(
+        "--name", required=True)
+    verb("sample", cmd_sample, "sample one cell: images, per-image records and the cost ledger").add_argument(
+        "--cell", required=True, help="cell id (see `diffscale cells`)")
+    verb("score", cmd_score, "score one sampled cell with every metric, with bootstrap CIs").add_argument(
+        "--cell", required=True, help="cell id (see `diffscale cells`)")
+    verb("aggregate", cmd_aggregate, "collect ledgers and scores into the tidy metrics.csv")
+    verb("report", cmd_report, "render figures, tables and the report page from metrics.csv")
+    verb("dvc-yaml", cmd_dvc_yaml, "write dvc.yaml: the study's cells as DVC stages").add_argument(
+        "--output", default="dvc.yaml", help="where to write (- for stdout)")
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="diffscale %(levelname)s: %(message)s")
+    log.setLevel(logging.INFO)
+    args = parser().parse_args(argv)
+    try:
+        args.func(args)
+    except ParamsError as error:
+        print(f"diffscale: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

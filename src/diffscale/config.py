@@ -1,0 +1,135 @@
+"""Loading and validating a study's parameters; resolving named entries.
+
+Every engine (Snakemake, DVC, the CLI, the tests) reads a study through `load`, so a wrong key, type or
+value is reported once, naming the key and what is allowed, before any job starts.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+DEFAULTS: dict[str, Any] = {
+    "device": "auto",
+    "threads": 1,
+    "toyworld": {
+        "dataset": {"size": 20000, "pair_probability": 0.5},
+        "reference_size": 1000,
+        "autoencoder": {"width": 16, "steps": 600, "batch_size": 32, "lr": 3e-3, "kl_weight": 1e-6},
+        "text_encoder": {"width": 64, "layers": 2, "steps": 300, "batch_size": 128, "lr": 2e-3},
+        "denoiser": {"steps": 600, "batch_size": 64, "lr": 2e-3, "uncond_probability": 0.1},
+        "oracle": {"width": 16, "steps": 1200, "batch_size": 128, "lr": 3e-3},
+        "clip": {"width": 64, "layers": 2, "steps": 400, "batch_size": 128, "lr": 1e-3},
+    },
+    "sampling": {"batch_size": 256, "replicates": 1},
+    "scoring": {
+        "metrics": ["fid", "kid", "clip_score", "compositional_accuracy", "oracle_confidence"],
+        "bootstrap": 200,
+        "confidence": 0.95,
+    },
+    "report": {},
+}
+
+
+class ParamsError(ValueError):
+    """A study file that cannot run; the message names the key and what is allowed."""
+
+
+def schema() -> dict:
+    return json.loads(resources.files("diffscale").joinpath("schemas/params.schema.json").read_text())
+
+
+def _merge(base: dict, override: dict) -> dict:
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _key_path(path) -> str:
+    return ".".join(str(p) for p in path) or "<top level>"
+
+
+def _explain(error: jsonschema.ValidationError) -> str:
+    """One line a person can act on: the key, what was wrong, what is allowed."""
+    key = _key_path(error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = sorted(error.schema.get("properties", {}))
+        unknown = sorted(set(error.instance) - set(allowed))
+        return f"{key}: unknown key(s) {unknown}; allowed keys: {allowed}"
+    if error.validator == "enum":
+        return f"{key}: {error.instance!r} is not allowed; allowed values: {error.validator_value}"
+    if error.validator == "required":
+        return f"{key}: {error.message}"
+    return f"{key}: {error.message}"
+
+
+def validate(params: dict, source: str = "params") -> None:
+    """Schema validation plus the cross-references a schema cannot express."""
+    validator = jsonschema.Draft202012Validator(schema())
+    errors = sorted(validator.iter_errors(params), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = "\n".join(f"  - {_explain(e)}" for e in errors)
+        raise ParamsError(f"{source}: invalid study parameters:\n{lines}")
+    problems = []
+    for i, grid in enumerate(params["grids"]):
+        for field, known in (("models", params["models"]), ("prompt_sets", params["prompt_sets"])):
+            for name in grid[field]:
+                if name not in known:
+                    problems.append(f"grids.{i}.{field}: {name!r} is not defined; defined: {sorted(known)}")
+    reference = params.get("report", {}).get("reference_model")
+    if reference is not None and reference not in params["models"]:
+        problems.append(f"report.reference_model: {reference!r} is not defined; defined: {sorted(params['models'])}")
+    if params.get("report", {}).get("reference_steps") is not None:
+        steps = {s for grid in params["grids"] for s in grid["steps"]}
+        if params["report"]["reference_steps"] not in steps:
+            problems.append(f"report.reference_steps: {params['report']['reference_steps']} is not a step count of any grid; "
+                            f"allowed: {sorted(steps)}")
+    if problems:
+        raise ParamsError(f"{source}: invalid study parameters:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def resolve(raw: dict, source: str = "params") -> dict:
+    """Validate the file as written, then fill in defaults (defaults never hide a typo)."""
+    validate(raw, source)
+    return _merge(DEFAULTS, raw)
+
+
+def load(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: no such study file") from None
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: expected a mapping of study parameters, got {type(raw).__name__}")
+    return resolve(raw, str(path))
+
+
+def derive_seed(*parts: Any) -> int:
+    """A 63-bit seed from any JSON-able parts: seeds are derived, never implicit."""
+    digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def toy_training(params: dict, component: str, model: str | None = None) -> dict:
+    """Training settings of a toy component; a model entry may override the shared denoiser recipe."""
+    settings = dict(params["toyworld"][component])
+    if model is not None:
+        settings.update(params["models"][model].get("training", {}))
+    return settings
+
+
+def fingerprint(value: Any) -> str:
+    """Short content hash of a parameter subtree: what engines compare to decide a rerun."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]

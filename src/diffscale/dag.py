@@ -1,0 +1,104 @@
+"""The DAG's nodes, described once for both engines.
+
+Each node names its CLI verb, the files it reads and writes, and the parameter keys it depends on.
+Snakemake rules read a node's inputs and parameter values from here; the DVC generator writes the same
+nodes as stages. So both engines run the same commands on the same files and rerun on the same changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from diffscale.cells import Cell, Paths, expand, uses_toyworld
+
+
+@dataclass(frozen=True)
+class Node:
+    stage: str  # DVC stage name
+    args: tuple[str, ...]  # arguments of `diffscale --params FILE ...`
+    deps: tuple[str, ...]
+    outs: tuple[str, ...]
+    keys: tuple[str, ...] = field(default=())  # dotted parameter keys the node depends on
+
+    def param_values(self, params: dict) -> dict:
+        """The values behind `keys`: what Snakemake compares to decide a rerun."""
+        return {key: lookup(params, key) for key in self.keys}
+
+
+def lookup(params: dict, key: str):
+    value = params
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def _toy(name: str, paths: Paths, artifact: str, deps: tuple[str, ...], outs: tuple[str, ...], keys: tuple[str, ...]) -> Node:
+    return Node(name, ("toy", artifact), deps, outs, ("seed",) + keys)
+
+
+def toy_nodes(params: dict, paths: Paths) -> list[Node]:
+    dataset = str(paths.dataset)
+    nodes = [
+        _toy("toy-dataset", paths, "dataset", (), (dataset,), ("toyworld.dataset",)),
+        _toy("toy-reference", paths, "reference", (), (str(paths.reference),), ("toyworld.dataset", "toyworld.reference_size")),
+        _toy("toy-autoencoder", paths, "autoencoder", (dataset,), (str(paths.component("autoencoder")),), ("toyworld.autoencoder",)),
+        _toy("toy-text-encoder", paths, "text-encoder", (dataset,), (str(paths.component("text_encoder")),), ("toyworld.text_encoder",)),
+        _toy("toy-oracle", paths, "oracle", (dataset, str(paths.reference)), (str(paths.component("oracle")),), ("toyworld.oracle",)),
+        _toy("toy-clip", paths, "clip", (dataset,), (str(paths.component("clip")),), ("toyworld.clip",)),
+    ]
+    return nodes
+
+
+def prompt_node(params: dict, paths: Paths, name: str) -> Node:
+    return Node(f"prompts@{name}", ("toy", "prompts", "--name", name), (), (str(paths.prompt_set(name)),),
+                ("seed", f"prompt_sets.{name}", "toyworld.dataset"))
+
+
+def model_node(params: dict, paths: Paths, name: str) -> Node:
+    entry = params["models"][name]
+    if entry["source"] == "toy":
+        deps = (str(paths.dataset), str(paths.component("autoencoder")), str(paths.component("text_encoder")))
+        keys = ("seed", f"models.{name}", "toyworld.denoiser")
+    else:
+        deps, keys = (), (f"models.{name}",)
+    # Families of DVC stages share one shape, so each model source is a family of its own.
+    family = "model" if entry["source"] == "toy" else f"{entry['source']}-model"
+    return Node(f"{family}@{name}", ("model", "--name", name), deps, (str(paths.model(name)),), keys)
+
+
+def sample_node(params: dict, paths: Paths, cell: Cell) -> Node:
+    return Node(
+        f"sample@{cell.id}", ("sample", "--cell", cell.id),
+        (str(paths.model(cell.model)), str(paths.prompt_set(cell.prompt_set))),
+        (str(paths.samples(cell)),),
+        ("seed", "sampling", "device", f"models.{cell.model}"),
+    )
+
+
+def score_node(params: dict, paths: Paths, cell: Cell) -> Node:
+    deps = [str(paths.samples(cell)), str(paths.prompt_set(cell.prompt_set))]
+    if uses_toyworld(params):
+        deps += [str(paths.reference), str(paths.component("oracle")), str(paths.component("clip"))]
+    return Node(f"score@{cell.id}", ("score", "--cell", cell.id), tuple(deps), (str(paths.scores(cell)),),
+                ("seed", "scoring"))
+
+
+def aggregate_node(params: dict, paths: Paths) -> Node:
+    cells = expand(params)
+    deps = tuple(str(paths.samples(c)) for c in cells) + tuple(str(paths.scores(c)) for c in cells)
+    return Node("aggregate", ("aggregate",), deps, (str(paths.metrics),), ("study", "report.reference_model"))
+
+
+def report_node(params: dict, paths: Paths) -> Node:
+    return Node("report", ("report",), (str(paths.metrics),), (str(paths.report_dir),), ("report",))
+
+
+def nodes(params: dict, paths: Paths) -> list[Node]:
+    """Every node of the study, in an order that respects dependencies."""
+    out = toy_nodes(params, paths) if uses_toyworld(params) else []
+    out += [prompt_node(params, paths, name) for name in params["prompt_sets"]]
+    out += [model_node(params, paths, name) for name in params["models"]]
+    cells = expand(params)
+    out += [sample_node(params, paths, c) for c in cells]
+    out += [score_node(params, paths, c) for c in cells]
+    return out + [aggregate_node(params, paths), report_node(params, paths)]

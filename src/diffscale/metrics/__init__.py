@@ -1,0 +1,1 @@
+"""Per-cell evaluation: torch-fidelity metrics, CLIPScore, compositional accuracy; each with a bootstrap CI."""

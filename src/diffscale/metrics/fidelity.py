@@ -1,0 +1,104 @@
+"""FID and KID through torch-fidelity, with the toy oracle registered as its feature extractor.
+
+torch-fidelity owns feature extraction and the metric formulas; this module only registers the toy
+feature extractor and bootstraps the metrics over a cell's images from the extracted features.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch_fidelity
+from torch_fidelity.feature_extractor_base import FeatureExtractorBase
+from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_features_to_statistics, fid_statistics_to_metric
+from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, kid_features_to_metric
+from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
+from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
+
+from diffscale.metrics.bootstrap import bootstrap_ci
+
+TOY_EXTRACTOR = "diffscale-toy-oracle"
+FEATURE = "penultimate"
+
+
+class ToyOracleFeatures(FeatureExtractorBase):
+    """Penultimate activations of the toy attribute classifier, from uint8 images as torch-fidelity feeds them."""
+
+    def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
+        super().__init__(name, features_list)
+        from diffscale.toyworld import oracle
+
+        if feature_extractor_weights_path is None:
+            raise ValueError(f"{TOY_EXTRACTOR} needs feature_extractor_weights_path: the trained oracle folder")
+        self.classifier = oracle.load(feature_extractor_weights_path)
+
+    @staticmethod
+    def get_provided_features_list():
+        return (FEATURE,)
+
+    @staticmethod
+    def get_default_feature_layer_for_metric(metric):
+        return FEATURE
+
+    @staticmethod
+    def can_be_compiled():
+        return False
+
+    @staticmethod
+    def get_dummy_input_for_compile():
+        return None
+
+    def forward(self, x: torch.Tensor):
+        images = x.float().div(127.5).sub(1.0)
+        return (self.classifier.features(images),)
+
+
+if TOY_EXTRACTOR not in FEATURE_EXTRACTORS_REGISTRY:
+    torch_fidelity.register_feature_extractor(TOY_EXTRACTOR, ToyOracleFeatures)
+
+
+class _Uint8Images(torch.utils.data.Dataset):
+    def __init__(self, images_nhwc: np.ndarray):
+        self.images = images_nhwc
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        return torch.from_numpy(np.ascontiguousarray(self.images[i].transpose(2, 0, 1)))
+
+
+def extract_features(images_nhwc: np.ndarray, extractor: str, weights_path: str | None, batch_size: int = 256) -> torch.Tensor:
+    cuda = torch.cuda.is_available()
+    feature_extractor = create_feature_extractor(
+        extractor, [FEATURE] if extractor == TOY_EXTRACTOR else ["2048"], cuda=cuda,
+        feature_extractor_weights_path=weights_path, verbose=False,
+    )
+    features = get_featuresdict_from_dataset(_Uint8Images(images_nhwc), feature_extractor, batch_size, cuda, False, False)
+    return next(iter(features.values())).double()
+
+
+def fid(generated: torch.Tensor, reference: torch.Tensor) -> float:
+    return fid_statistics_to_metric(fid_features_to_statistics(generated), fid_features_to_statistics(reference), False)[KEY_METRIC_FID]
+
+
+def kid(generated: torch.Tensor, reference: torch.Tensor, subsets: int = 100, seed: int = 0) -> float:
+    size = min(len(generated), len(reference), 1000)
+    return kid_features_to_metric(
+        generated, reference, kid_subsets=subsets, kid_subset_size=size, kid_degree=3, kid_gamma=None,
+        kid_coef0=1, rng_seed=seed % 2**32, verbose=False,
+    )[KEY_METRIC_KID_MEAN]
+
+
+def fidelity_metrics(generated: torch.Tensor, reference: torch.Tensor, wanted: list[str], resamples: int,
+                     confidence: float, seed: int) -> dict[str, dict]:
+    """FID/KID of the cell against the reference, each with a bootstrap CI over the cell's images."""
+    n = len(generated)
+    out = {}
+    if "fid" in wanted:
+        low, high = bootstrap_ci(n, lambda idx: fid(generated[idx], reference), resamples, confidence, seed)
+        out["fid"] = {"value": fid(generated, reference), "ci_low": low, "ci_high": high, "n": n}
+    if "kid" in wanted:
+        low, high = bootstrap_ci(n, lambda idx: kid(generated[idx], reference, 20, seed), resamples, confidence, seed)
+        out["kid"] = {"value": kid(generated, reference, 100, seed), "ci_low": low, "ci_high": high, "n": n}
+    return out

@@ -1,0 +1,124 @@
+"""The toy world's DAG nodes: each function builds one cached artifact from the study parameters."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import AutoencoderKL
+from transformers import CLIPTextModel, CLIPTokenizer
+
+from diffscale import prompts as prompt_sets
+from diffscale.atomic import atomic_directory
+from diffscale.cells import Paths
+from diffscale.config import derive_seed, toy_training
+from diffscale.toyworld import autoencoder, clip, denoiser, oracle, scenes, text
+
+
+def _seed(params: dict, *what) -> int:
+    return derive_seed(params["seed"], "toyworld", *what)
+
+
+def load_dataset(paths: Paths) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    with np.load(paths.dataset) as data:
+        return data["images"], data["labels"], [str(c) for c in data["captions"]]
+
+
+def build_dataset(params: dict, paths: Paths) -> None:
+    settings = params["toyworld"]["dataset"]
+    images, labels, captions = scenes.sample_dataset(settings["size"], _seed(params, "dataset"), settings["pair_probability"])
+    _save_npz(paths.dataset, images=images, labels=labels, captions=np.array(captions))
+
+
+def build_reference(params: dict, paths: Paths) -> None:
+    """Fresh draws from the data distribution (never seen in training): the FID/KID reference set."""
+    settings = params["toyworld"]["dataset"]
+    images, labels, captions = scenes.sample_dataset(
+        params["toyworld"]["reference_size"], _seed(params, "reference"), settings["pair_probability"]
+    )
+    _save_npz(paths.reference, images=images, labels=labels, captions=np.array(captions))
+
+
+def _save_npz(path: Path, **arrays) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.partial.npz")
+    np.savez_compressed(staging, **arrays)
+    staging.replace(path)
+
+
+def build_prompt_set(params: dict, paths: Paths, name: str) -> None:
+    """toy-captions: captions drawn like the data (FID-style); toy-compositional: two-object prompts."""
+    spec = params["prompt_sets"][name]
+    rng = np.random.default_rng(_seed(params, "prompts", name))
+    pair_probability = 1.0 if spec["kind"] == "toy-compositional" else params["toyworld"]["dataset"]["pair_probability"]
+    chosen = [scenes.sample_scene(rng, pair_probability) for _ in range(spec["size"])]
+    prompt_sets.write(
+        paths.prompt_set(name),
+        [{"id": i, "prompt": s.caption, "labels": s.labels()} for i, s in enumerate(chosen)],
+    )
+
+
+def _threads(params: dict) -> None:
+    torch.set_num_threads(params["threads"])
+
+
+def build_autoencoder(params: dict, paths: Paths) -> None:
+    _threads(params)
+    s = toy_training(params, "autoencoder")
+    images, _, _ = load_dataset(paths)
+    vae, report = autoencoder.fit(images, s["width"], s["steps"], s["batch_size"], s["lr"], s["kl_weight"], _seed(params, "autoencoder"))
+    with atomic_directory(paths.component("autoencoder")) as out:
+        autoencoder.save(vae, out)
+        (out / "training.json").write_text(json.dumps(report, indent=2))
+
+
+def build_text_encoder(params: dict, paths: Paths) -> None:
+    _threads(params)
+    s = toy_training(params, "text_encoder")
+    _, labels, captions = load_dataset(paths)
+    tokenizer, encoder, report = text.fit(captions, labels, s["width"], s["layers"], s["steps"], s["batch_size"], s["lr"], _seed(params, "text"))
+    with atomic_directory(paths.component("text_encoder")) as out:
+        text.save(tokenizer, encoder, out)
+        (out / "training.json").write_text(json.dumps(report, indent=2))
+
+
+def build_oracle(params: dict, paths: Paths) -> None:
+    _threads(params)
+    s = toy_training(params, "oracle")
+    images, labels, _ = load_dataset(paths)
+    model = oracle.fit(images, labels, s["width"], s["steps"], s["batch_size"], s["lr"], _seed(params, "oracle"))
+    with np.load(paths.reference) as held_out:
+        report = oracle.accuracy(model, held_out["images"], held_out["labels"])
+    with atomic_directory(paths.component("oracle")) as out:
+        oracle.save(model, out, report)
+
+
+def build_clip(params: dict, paths: Paths) -> None:
+    _threads(params)
+    s = toy_training(params, "clip")
+    images, _, captions = load_dataset(paths)
+    model, config, report = clip.fit(images, captions, s["width"], s["layers"], s["steps"], s["batch_size"], s["lr"], _seed(params, "clip"))
+    with atomic_directory(paths.component("clip")) as out:
+        clip.save(model, config, out)
+        (out / "training.json").write_text(json.dumps(report, indent=2))
+
+
+def build_denoiser(params: dict, paths: Paths, model: str) -> None:
+    """Train one rung of the ladder and save it as a full Stable Diffusion pipeline folder."""
+    _threads(params)
+    s = toy_training(params, "denoiser", model)
+    images, _, captions = load_dataset(paths)
+    components = {
+        "vae": AutoencoderKL.from_pretrained(paths.component("autoencoder")),
+        "tokenizer": CLIPTokenizer.from_pretrained(paths.component("text_encoder") / "tokenizer"),
+        "text_encoder": CLIPTextModel.from_pretrained(paths.component("text_encoder") / "text_encoder"),
+    }
+    unet, report = denoiser.fit(
+        components, images, captions, params["models"][model]["width"], s["steps"], s["batch_size"], s["lr"],
+        s["uncond_probability"], _seed(params, "denoiser", model),
+    )
+    with atomic_directory(paths.model(model)) as out:
+        denoiser.save_pipeline(unet, components, out)
+        (out / "training.json").write_text(json.dumps(report | {"settings": s}, indent=2))

@@ -1,0 +1,49 @@
+# Shared state of the workflow: the validated study, its paths and its DAG nodes (from the library).
+import re
+
+import yaml
+
+from diffscale.cells import Paths
+from diffscale.config import ParamsError, resolve
+from diffscale import dag
+
+try:
+    PARAMS = resolve(config, "config")
+except ParamsError as error:
+    raise WorkflowError(str(error))
+
+PATHS = Paths.of(PARAMS)
+NODES = {node.stage: node for node in dag.nodes(PARAMS, PATHS)}
+CELL_IDS = [stage.split("@", 1)[1] for stage in NODES if stage.startswith("sample@")]
+GPUS = 0 if PARAMS["device"] == "cpu" else 1
+
+
+def study_file():
+    """The study as Snakemake resolved it (configfile plus --config), for the CLI; rewritten only on change."""
+    path = PATHS.root / "snakemake-params.yaml"
+    text = yaml.safe_dump(config, sort_keys=True)
+    if not path.exists() or path.read_text() != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return str(path)
+
+
+STUDY_FILE = study_file()
+
+
+def node_inputs(stage):
+    return lambda wildcards: list(NODES[stage.format(**wildcards)].deps)
+
+
+def node_params(stage):
+    return lambda wildcards: NODES[stage.format(**wildcards)].param_values(PARAMS)
+
+
+def log_file(*parts):
+    return str(PATHS.root.joinpath("logs", *parts))
+
+
+wildcard_constraints:
+    cell="|".join(map(re.escape, CELL_IDS)) or "^$",
+    model="[a-z0-9][a-z0-9.-]*",
+    prompt_set="[a-z0-9][a-z0-9-]*",
