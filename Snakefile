@@ -7,7 +7,11 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 
-configfile: "params.yaml"
+# A study given with --configfile replaces params.yaml instead of being merged into it.
+if not workflow.overwrite_configfiles:
+
+    configfile: "params.yaml"
+
 
 
 validate(config, "workflow/schemas/params.schema.json", set_default=False)

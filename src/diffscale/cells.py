@@ -1,4 +1,8 @@
-"""Expanding a study into cells; cell ids and every output path.
+"""Expanding a study into cells and blocks; their ids and every output path.
+
+A *cell* is the unit of results: its images, records, ledger and scores. A *block* is the unit of work:
+the cells that share a model, sampler, search and prompt set, sampled by one job that loads the model
+once (with one process per cell, start-up and loading were most of a toy cell's wall time).
 
 This is the only module that knows where files live. Snakemake, DVC and the tests all ask it, so the
 two engines describe the same cells with the same paths.
@@ -13,7 +17,6 @@ from pathlib import Path
 
 from diffscale.config import ParamsError
 
-TOY_COMPONENTS = ("autoencoder", "text_encoder", "oracle", "clip")
 _ID = re.compile(
     r"^(?P<model>[a-z0-9][a-z0-9.-]*)__(?P<sampler>[a-z0-9+-]+)__steps(?P<steps>\d+)__cfg(?P<guidance>[0-9.]+)"
     r"__(?P<search>[a-z0-9-]+)__(?P<prompt_set>[a-z0-9-]+)$"
@@ -55,8 +58,27 @@ class Cell:
             search="none" if fields["search"] == "nosearch" else fields["search"],
         )
 
+    @property
+    def block(self) -> "Block":
+        return Block(self.model, self.sampler, self.prompt_set, self.search)
+
     def as_dict(self) -> dict:
-        return asdict(self) | {"cell": self.id}
+        return asdict(self) | {"cell": self.id, "block": self.block.id}
+
+
+@dataclass(frozen=True, order=True)
+class Block:
+    """The cells one job samples: one model, sampler, search and prompt set; every step count and guidance."""
+
+    model: str
+    sampler: str
+    prompt_set: str
+    search: str = "none"
+
+    @property
+    def id(self) -> str:
+        search = "nosearch" if self.search == "none" else self.search
+        return f"{self.model}__{self.sampler}__{search}__{self.prompt_set}"
 
 
 def expand(params: dict) -> list[Cell]:
@@ -70,11 +92,19 @@ def expand(params: dict) -> list[Cell]:
     return sorted(cells)
 
 
-def find(params: dict, cell_id: str) -> Cell:
+def blocks(params: dict) -> dict[Block, list[Cell]]:
+    """The study's cells grouped into blocks, both in a stable order."""
+    grouped: dict[Block, list[Cell]] = {}
     for cell in expand(params):
-        if cell.id == cell_id:
-            return cell
-    raise ParamsError(f"cell {cell_id!r} is not in study {params['study']!r}; `diffscale cells` lists its cells")
+        grouped.setdefault(cell.block, []).append(cell)
+    return dict(sorted(grouped.items()))
+
+
+def find_block(params: dict, block_id: str) -> tuple[Block, list[Cell]]:
+    for block, cells in blocks(params).items():
+        if block.id == block_id:
+            return block, cells
+    raise ParamsError(f"block {block_id!r} is not in study {params['study']!r}; `diffscale cells --json` lists the blocks")
 
 
 def toy_models(params: dict) -> list[str]:
@@ -119,11 +149,17 @@ class Paths:
     def model(self, name: str) -> Path:
         return self.root / "models" / name
 
-    def samples(self, cell: Cell | str) -> Path:
-        return self.root / "samples" / (cell if isinstance(cell, str) else cell.id)
+    def block_samples(self, block: Block | str) -> Path:
+        return self.root / "samples" / (block if isinstance(block, str) else block.id)
 
-    def scores(self, cell: Cell | str) -> Path:
-        return self.root / "scores" / f"{cell if isinstance(cell, str) else cell.id}.json"
+    def block_scores(self, block: Block | str) -> Path:
+        return self.root / "scores" / (block if isinstance(block, str) else block.id)
+
+    def samples(self, cell: Cell) -> Path:
+        return self.block_samples(cell.block) / cell.id
+
+    def scores(self, cell: Cell) -> Path:
+        return self.block_scores(cell.block) / f"{cell.id}.json"
 
     @property
     def metrics(self) -> Path:

@@ -73,19 +73,21 @@ def cmd_model(args) -> None:
 
 
 def cmd_sample(args) -> None:
-    from diffscale.sampling.cell import sample_cell
+    from diffscale.sampling.cell import sample_block
 
     params, paths = _study(args)
-    out = sample_cell(params, cells_module.find(params, args.cell), paths, progress=not args.quiet)
-    log.info("sampled %s", out)
+    block, cells = cells_module.find_block(params, args.block)
+    out = sample_block(params, block, cells, paths, progress=not args.quiet)
+    log.info("sampled %d cells into %s", len(cells), out)
 
 
 def cmd_score(args) -> None:
-    from diffscale.metrics.score import score_cell
+    from diffscale.metrics.score import score_block
 
     params, paths = _study(args)
-    out = score_cell(params, cells_module.find(params, args.cell), paths)
-    log.info("scored %s", out)
+    block, cells = cells_module.find_block(params, args.block)
+    out = score_block(params, block, cells, paths)
+    log.info("scored %d cells into %s", len(cells), out)
 
 
 def cmd_aggregate(args) -> None:
@@ -128,7 +130,7 @@ def parser() -> argparse.ArgumentParser:
         "search over noises with verifiers, and the joint frontier. Every Snakemake rule and DVC stage "
         "calls one of these verbs; you can call them by hand too.",
         epilog="Typical use: `snakemake --cores all` (or `dvc repro`) runs the whole study; "
-        "`diffscale cells` lists its cells; `diffscale sample --cell ID` reruns one.",
+        "`diffscale cells` lists its cells; `diffscale sample --block ID` samples one block of them.",
     )
     top.add_argument("--params", default="params.yaml", help="study file (default: params.yaml)")
     top.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -147,10 +149,11 @@ def parser() -> argparse.ArgumentParser:
     toy.add_argument("--name", help="prompt set name (for `prompts`)")
     verb("model", cmd_model, "prepare one model of the zoo: train a toy denoiser or record a local folder").add_argument(
         "--name", required=True)
-    verb("sample", cmd_sample, "sample one cell: images, per-image records and the cost ledger").add_argument(
-        "--cell", required=True, help="cell id (see `diffscale cells`)")
-    verb("score", cmd_score, "score one sampled cell with every metric, with bootstrap CIs").add_argument(
-        "--cell", required=True, help="cell id (see `diffscale cells`)")
+    verb("sample", cmd_sample, "sample one block of cells (one model, sampler and prompt set; every step count "
+         "and guidance): images, per-image records and a cost ledger per cell").add_argument(
+        "--block", required=True, help="block id (see `diffscale cells --json`)")
+    verb("score", cmd_score, "score every cell of a sampled block with every metric, with bootstrap CIs").add_argument(
+        "--block", required=True, help="block id (see `diffscale cells --json`)")
     verb("aggregate", cmd_aggregate, "collect ledgers and scores into the tidy metrics.csv")
     verb("report", cmd_report, "render figures, tables and the report page from metrics.csv")
     verb("dvc-yaml", cmd_dvc_yaml, "write dvc.yaml: the study's cells as DVC stages").add_argument(

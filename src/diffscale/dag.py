@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from diffscale.cells import Cell, Paths, expand, uses_toyworld
+from diffscale.cells import Block, Paths, blocks, uses_toyworld
 
 
 @dataclass(frozen=True)
@@ -19,10 +19,11 @@ class Node:
     deps: tuple[str, ...]
     outs: tuple[str, ...]
     keys: tuple[str, ...] = field(default=())  # dotted parameter keys the node depends on
+    cells: tuple[str, ...] = field(default=())  # the cells a block node writes (they come from `grids`)
 
     def param_values(self, params: dict) -> dict:
-        """The values behind `keys`: what Snakemake compares to decide a rerun."""
-        return {key: lookup(params, key) for key in self.keys}
+        """The values behind `keys`, and the block's cells: what Snakemake compares to decide a rerun."""
+        return {key: lookup(params, key) for key in self.keys} | ({"cells": list(self.cells)} if self.cells else {})
 
 
 def lookup(params: dict, key: str):
@@ -66,26 +67,27 @@ def model_node(params: dict, paths: Paths, name: str) -> Node:
     return Node(f"{family}@{name}", ("model", "--name", name), deps, (str(paths.model(name)),), keys)
 
 
-def sample_node(params: dict, paths: Paths, cell: Cell) -> Node:
+def sample_node(params: dict, paths: Paths, block: Block) -> Node:
     return Node(
-        f"sample@{cell.id}", ("sample", "--cell", cell.id),
-        (str(paths.model(cell.model)), str(paths.prompt_set(cell.prompt_set))),
-        (str(paths.samples(cell)),),
-        ("seed", "sampling", "device", f"models.{cell.model}"),
+        f"sample@{block.id}", ("sample", "--block", block.id),
+        (str(paths.model(block.model)), str(paths.prompt_set(block.prompt_set))),
+        (str(paths.block_samples(block)),),
+        ("seed", "sampling", "device", f"models.{block.model}"),
+        tuple(c.id for c in blocks(params)[block]),
     )
 
 
-def score_node(params: dict, paths: Paths, cell: Cell) -> Node:
-    deps = [str(paths.samples(cell)), str(paths.prompt_set(cell.prompt_set))]
+def score_node(params: dict, paths: Paths, block: Block) -> Node:
+    deps = [str(paths.block_samples(block)), str(paths.prompt_set(block.prompt_set))]
     if uses_toyworld(params):
         deps += [str(paths.reference), str(paths.component("oracle")), str(paths.component("clip"))]
-    return Node(f"score@{cell.id}", ("score", "--cell", cell.id), tuple(deps), (str(paths.scores(cell)),),
-                ("seed", "scoring"))
+    return Node(f"score@{block.id}", ("score", "--block", block.id), tuple(deps), (str(paths.block_scores(block)),),
+                ("seed", "scoring"), tuple(c.id for c in blocks(params)[block]))
 
 
 def aggregate_node(params: dict, paths: Paths) -> Node:
-    cells = expand(params)
-    deps = tuple(str(paths.samples(c)) for c in cells) + tuple(str(paths.scores(c)) for c in cells)
+    study_blocks = list(blocks(params))
+    deps = tuple(str(paths.block_samples(b)) for b in study_blocks) + tuple(str(paths.block_scores(b)) for b in study_blocks)
     return Node("aggregate", ("aggregate",), deps, (str(paths.metrics),), ("study", "report.reference_model"))
 
 
@@ -98,7 +100,7 @@ def nodes(params: dict, paths: Paths) -> list[Node]:
     out = toy_nodes(params, paths) if uses_toyworld(params) else []
     out += [prompt_node(params, paths, name) for name in params["prompt_sets"]]
     out += [model_node(params, paths, name) for name in params["models"]]
-    cells = expand(params)
-    out += [sample_node(params, paths, c) for c in cells]
-    out += [score_node(params, paths, c) for c in cells]
+    study_blocks = list(blocks(params))
+    out += [sample_node(params, paths, b) for b in study_blocks]
+    out += [score_node(params, paths, b) for b in study_blocks]
     return out + [aggregate_node(params, paths), report_node(params, paths)]

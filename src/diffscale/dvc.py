@@ -33,7 +33,9 @@ def _written_key(raw: dict, key: str) -> str | None:
 
 
 def _stage_body(node: Node, params_file: str, raw: dict) -> dict:
-    keys = list(OrderedDict.fromkeys(k for k in (_written_key(raw, key) for key in node.keys) if k))
+    # A block's cells come from `grids`; DVC cannot track one block's share of it, so it tracks all grids.
+    tracked = node.keys + (("grids",) if node.cells else ())
+    keys = list(OrderedDict.fromkeys(k for k in (_written_key(raw, key) for key in tracked) if k))
     body = {"cmd": " ".join(["diffscale", "--params", params_file, "--quiet", *map(shlex.quote, node.args)])}
     if node.deps:
         body["deps"] = list(node.deps)

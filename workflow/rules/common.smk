@@ -14,7 +14,7 @@ except ParamsError as error:
 
 PATHS = Paths.of(PARAMS)
 NODES = {node.stage: node for node in dag.nodes(PARAMS, PATHS)}
-CELL_IDS = [stage.split("@", 1)[1] for stage in NODES if stage.startswith("sample@")]
+BLOCK_IDS = [stage.split("@", 1)[1] for stage in NODES if stage.startswith("sample@")]
 GPUS = 0 if PARAMS["device"] == "cpu" else 1
 
 
@@ -39,11 +39,16 @@ def node_params(stage):
     return lambda wildcards: NODES[stage.format(**wildcards)].param_values(PARAMS)
 
 
+def model_stage(wildcards):
+    """Model nodes are named by source (`model@x`, `local-model@x`); find the one of this model."""
+    return next(s for s in NODES if s.split("@")[-1] == wildcards.model and "model@" in s)
+
+
 def log_file(*parts):
     return str(PATHS.root.joinpath("logs", *parts))
 
 
 wildcard_constraints:
-    cell="|".join(map(re.escape, CELL_IDS)) or "^$",
+    block="|".join(map(re.escape, BLOCK_IDS)) or "^$",
     model="[a-z0-9][a-z0-9.-]*",
     prompt_set="[a-z0-9][a-z0-9-]*",

@@ -7,11 +7,14 @@ rule aggregate:
     output:
         report(PATHS.metrics, caption="../report/metrics.rst", category="Tables"),
     params:
+        study=STUDY_FILE,
         values=node_params("aggregate"),
+    conda:
+        "../envs/diffscale.yaml"
     log:
         log_file("aggregate.log"),
     shell:
-        "diffscale --params {STUDY_FILE:q} aggregate 2> {log:q}"
+        "diffscale --params {params.study:q} aggregate 2> {log:q}"
 
 
 rule render_report:
@@ -25,8 +28,11 @@ rule render_report:
             category="Report",
         ),
     params:
+        study=STUDY_FILE,
         values=node_params("report"),
+    conda:
+        "../envs/diffscale.yaml"
     log:
         log_file("report.log"),
     shell:
-        "diffscale --params {STUDY_FILE:q} report 2> {log:q}"
+        "diffscale --params {params.study:q} report 2> {log:q}"

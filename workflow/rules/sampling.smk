@@ -1,19 +1,25 @@
-# Sampling: one job per cell writes its images, per-image records and cost ledger (atomically).
+# Sampling: one job per block (model x sampler x prompt set) loads the model once and writes, for each
+# of the block's cells, its images, per-image records and cost ledger (atomically).
 
 
 rule sample:
     input:
-        node_inputs("sample@{cell}"),
+        node_inputs("sample@{block}"),
     output:
-        directory(str(PATHS.samples("{cell}"))),
+        directory(str(PATHS.block_samples("{block}"))),
     params:
-        values=node_params("sample@{cell}"),
+        study=STUDY_FILE,
+        values=node_params("sample@{block}"),
     threads: PARAMS["threads"]
     resources:
         gpu=GPUS,
         mem_mb=4000,
         runtime=60,
+    conda:
+        "../envs/diffscale.yaml"
     log:
-        log_file("sample", "{cell}.log"),
+        log_file("sample", "{block}.log"),
+    benchmark:
+        str(PATHS.root / "benchmarks" / "sample" / "{block}.tsv")
     shell:
-        "diffscale --params {STUDY_FILE:q} sample --cell {wildcards.cell:q} 2> {log:q}"
+        "diffscale --params {params.study:q} sample --block {wildcards.block:q} 2> {log:q}"

@@ -1,19 +1,24 @@
-# Scoring: every metric of one cell, each with a bootstrap confidence interval.
+# Scoring: every metric of every cell of a block, each with a bootstrap confidence interval.
 
 
 rule score:
     input:
-        node_inputs("score@{cell}"),
+        node_inputs("score@{block}"),
     output:
-        str(PATHS.scores("{cell}")),
+        directory(str(PATHS.block_scores("{block}"))),
     params:
-        values=node_params("score@{cell}"),
+        study=STUDY_FILE,
+        values=node_params("score@{block}"),
     threads: PARAMS["threads"]
     resources:
         gpu=GPUS,
         mem_mb=4000,
         runtime=30,
+    conda:
+        "../envs/diffscale.yaml"
     log:
-        log_file("score", "{cell}.log"),
+        log_file("score", "{block}.log"),
+    benchmark:
+        str(PATHS.root / "benchmarks" / "score" / "{block}.tsv")
     shell:
-        "diffscale --params {STUDY_FILE:q} score --cell {wildcards.cell:q} 2> {log:q}"
+        "diffscale --params {params.study:q} score --block {wildcards.block:q} 2> {log:q}"

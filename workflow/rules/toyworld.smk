@@ -6,33 +6,42 @@ rule toy_dataset:
     output:
         PATHS.dataset,
     params:
+        study=STUDY_FILE,
         values=node_params("toy-dataset"),
+    conda:
+        "../envs/diffscale.yaml"
     log:
         log_file("toy", "dataset.log"),
     shell:
-        "diffscale --params {STUDY_FILE:q} toy dataset 2> {log:q}"
+        "diffscale --params {params.study:q} toy dataset 2> {log:q}"
 
 
 rule toy_reference:
     output:
         PATHS.reference,
     params:
+        study=STUDY_FILE,
         values=node_params("toy-reference"),
+    conda:
+        "../envs/diffscale.yaml"
     log:
         log_file("toy", "reference.log"),
     shell:
-        "diffscale --params {STUDY_FILE:q} toy reference 2> {log:q}"
+        "diffscale --params {params.study:q} toy reference 2> {log:q}"
 
 
 rule toy_prompts:
     output:
         str(PATHS.prompt_set("{prompt_set}")),
     params:
+        study=STUDY_FILE,
         values=node_params("prompts@{prompt_set}"),
+    conda:
+        "../envs/diffscale.yaml"
     log:
         log_file("toy", "prompts-{prompt_set}.log"),
     shell:
-        "diffscale --params {STUDY_FILE:q} toy prompts --name {wildcards.prompt_set:q} 2> {log:q}"
+        "diffscale --params {params.study:q} toy prompts --name {wildcards.prompt_set:q} 2> {log:q}"
 
 
 rule toy_autoencoder:
@@ -41,12 +50,15 @@ rule toy_autoencoder:
     output:
         directory(PATHS.component("autoencoder")),
     params:
+        study=STUDY_FILE,
         values=node_params("toy-autoencoder"),
     threads: PARAMS["threads"]
+    conda:
+        "../envs/diffscale.yaml"
     log:
         log_file("toy", "autoencoder.log"),
     shell:
-        "diffscale --params {STUDY_FILE:q} toy autoencoder 2> {log:q}"
+        "diffscale --params {params.study:q} toy autoencoder 2> {log:q}"
 
 
 rule toy_text_encoder:
@@ -55,12 +67,15 @@ rule toy_text_encoder:
     output:
         directory(PATHS.component("text_encoder")),
     params:
+        study=STUDY_FILE,
         values=node_params("toy-text-encoder"),
     threads: PARAMS["threads"]
+    conda:
+        "../envs/diffscale.yaml"
     log:
         log_file("toy", "text-encoder.log"),
     shell:
-        "diffscale --params {STUDY_FILE:q} toy text-encoder 2> {log:q}"
+        "diffscale --params {params.study:q} toy text-encoder 2> {log:q}"
 
 
 rule toy_oracle:
@@ -69,12 +84,15 @@ rule toy_oracle:
     output:
         directory(PATHS.component("oracle")),
     params:
+        study=STUDY_FILE,
         values=node_params("toy-oracle"),
     threads: PARAMS["threads"]
+    conda:
+        "../envs/diffscale.yaml"
     log:
         log_file("toy", "oracle.log"),
     shell:
-        "diffscale --params {STUDY_FILE:q} toy oracle 2> {log:q}"
+        "diffscale --params {params.study:q} toy oracle 2> {log:q}"
 
 
 rule toy_clip:
@@ -83,9 +101,12 @@ rule toy_clip:
     output:
         directory(PATHS.component("clip")),
     params:
+        study=STUDY_FILE,
         values=node_params("toy-clip"),
     threads: PARAMS["threads"]
+    conda:
+        "../envs/diffscale.yaml"
     log:
         log_file("toy", "clip.log"),
     shell:
-        "diffscale --params {STUDY_FILE:q} toy clip 2> {log:q}"
+        "diffscale --params {params.study:q} toy clip 2> {log:q}"

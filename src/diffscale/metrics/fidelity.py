@@ -74,7 +74,8 @@ def extract_features(images_nhwc: np.ndarray, extractor: str, weights_path: str 
         extractor, [FEATURE] if extractor == TOY_EXTRACTOR else ["2048"], cuda=cuda,
         feature_extractor_weights_path=weights_path, verbose=False,
     )
-    features = get_featuresdict_from_dataset(_Uint8Images(images_nhwc), feature_extractor, batch_size, cuda, False, False)
+    # save_cpu_ram=True: no worker processes, which only slow a few hundred tiny images down.
+    features = get_featuresdict_from_dataset(_Uint8Images(images_nhwc), feature_extractor, batch_size, cuda, True, False)
     return next(iter(features.values())).double()
 
 

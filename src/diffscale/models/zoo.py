@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 from diffusers import DiffusionPipeline
+from diffusers.utils import logging as diffusers_logging
+from transformers.utils import logging as transformers_logging
 
 MANIFEST = "diffscale-source.json"
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -66,8 +68,10 @@ def pick_device(requested: str) -> torch.device:
 
 def load_pipeline(model_dir: Path, device: torch.device, dtype: str = "float32") -> DiffusionPipeline:
     """Load offline from safetensors; remote code is never trusted."""
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
     pipeline = DiffusionPipeline.from_pretrained(
-        resolve_folder(model_dir), torch_dtype=DTYPES[dtype], use_safetensors=True, local_files_only=True
+        resolve_folder(model_dir), dtype=DTYPES[dtype], use_safetensors=True, local_files_only=True
     )
     pipeline.set_progress_bar_config(disable=True)
     return pipeline.to(device)

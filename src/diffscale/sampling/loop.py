@@ -79,7 +79,9 @@ def denoise(
         model_input = scheduler.scale_model_input(latents, t)
         epsilon = guided_epsilon(denoiser, model_input, t, cond, uncond, guidance)
         x0 = x0_from_epsilon(scheduler, latents, epsilon, t)
-        latents = scheduler.step(epsilon, t, latents, generator=generators, return_dict=True).prev_sample
+        # Only stochastic schedulers take a generator (deterministic ones reject the argument).
+        noise_source = {"generator": generators} if generators is not None else {}
+        latents = scheduler.step(epsilon, t, latents, return_dict=True, **noise_source).prev_sample
         if keep_x0:
             trajectory.x0_predictions.append(x0)
         if on_step is not None:

@@ -1,0 +1,33 @@
+"""An interrupted job leaves no half-written output that looks complete."""
+
+from __future__ import annotations
+
+import pytest
+
+from diffscale.atomic import atomic_directory, write_text
+
+
+def test_directory_appears_only_when_complete(tmp_path):
+    final = tmp_path / "cell"
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_directory(final) as staging:
+            (staging / "00000.png").write_bytes(b"half")
+            raise KeyboardInterrupt
+    assert not final.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_directory_replaces_a_previous_version(tmp_path):
+    final = tmp_path / "cell"
+    final.mkdir()
+    (final / "stale.txt").write_text("old")
+    with atomic_directory(final) as staging:
+        (staging / "new.txt").write_text("new")
+    assert sorted(p.name for p in final.iterdir()) == ["new.txt"]
+
+
+def test_text_file_is_written_whole(tmp_path):
+    path = tmp_path / "scores.json"
+    write_text(path, "{}")
+    assert path.read_text() == "{}"
+    assert [p.name for p in tmp_path.iterdir()] == ["scores.json"]

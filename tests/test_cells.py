@@ -1,0 +1,51 @@
+"""Cells: readable ids that round-trip, one list for every engine, paths only from `Paths`."""
+
+from __future__ import annotations
+
+import pytest
+
+from diffscale.cells import Cell, Paths, expand
+from diffscale.config import ParamsError, load
+
+
+def test_cell_id_round_trips_including_odd_characters():
+    cell = Cell("toy-w8", "dpmsolver++", 20, 7.5, "toy-captions")
+    assert cell.id == "toy-w8__dpmsolver++__steps20__cfg7.5__nosearch__toy-captions"
+    assert Cell.from_id(cell.id) == cell
+
+
+def test_expand_is_the_deduplicated_product_of_the_grids(repo):
+    params = load(repo / "config" / "smoke.yaml")
+    cells = expand(params)
+    assert len(cells) == len({c.id for c in cells}) == 5
+    assert cells == sorted(cells)
+    params["grids"].append(params["grids"][0])
+    assert expand(params) == cells
+
+
+def test_unknown_block_is_a_params_error(repo):
+    from diffscale.cells import find_block
+
+    params = load(repo / "config" / "smoke.yaml")
+    with pytest.raises(ParamsError, match="diffscale cells"):
+        find_block(params, "nope")
+
+
+def test_paths_are_scoped_by_study_and_grouped_by_block():
+    paths = Paths("smoke")
+    cell = Cell("toy-w8", "ddim", 4, 3.0, "toy-captions")
+    assert cell.block.id == "toy-w8__ddim__nosearch__toy-captions"
+    assert str(paths.samples(cell)) == f"results/smoke/samples/{cell.block.id}/{cell.id}"
+    assert str(paths.scores(cell)) == f"results/smoke/scores/{cell.block.id}/{cell.id}.json"
+    assert str(paths.report) == "reports/smoke/index.html"
+
+
+def test_blocks_group_cells_that_share_model_sampler_and_prompts(repo):
+    from diffscale.cells import blocks
+
+    params = load(repo / "config" / "smoke.yaml")
+    grouped = blocks(params)
+    assert sum(len(c) for c in grouped.values()) == len(expand(params))
+    for block, cells in grouped.items():
+        assert {c.block for c in cells} == {block}
+        assert len({(c.steps, c.guidance) for c in cells}) == len(cells)

@@ -1,0 +1,33 @@
+"""FLOPs per NFE from torch's counter, checked against a case small enough to count by hand."""
+
+from __future__ import annotations
+
+import torch
+
+from diffscale.models import denoiser_gflops_per_nfe
+
+
+class TinyDenoiser(torch.nn.Module):
+    """A 3x3 convolution over the latent plus a projection of the text states."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(4, 8, 3, padding=1, bias=False)
+        self.text = torch.nn.Linear(16, 8, bias=False)
+
+    def forward(self, sample, timestep, encoder_hidden_states):
+        return self.conv(sample) + self.text(encoder_hidden_states).mean(1)[:, :, None, None]
+
+
+def test_flops_match_a_hand_count():
+    # conv: 8 outputs x 8x8 positions x (4 inputs x 3x3) MACs; linear: 5 tokens x 16 x 8 MACs; FLOPs = 2 MACs.
+    expected = 2 * (8 * 8 * 8 * 4 * 9) + 2 * (5 * 16 * 8)
+    assert denoiser_gflops_per_nfe(TinyDenoiser(), (4, 8, 8), (5, 16)) * 1e9 == expected
+
+
+def test_flops_grow_with_width(tiny_unet):
+    from diffscale.toyworld.denoiser import build
+
+    small = denoiser_gflops_per_nfe(tiny_unet, (4, 8, 8), (16, 16))
+    large = denoiser_gflops_per_nfe(build(width=16, cross_attention_dim=16), (4, 8, 8), (16, 16))
+    assert 2.5 < large / small < 4.5  # convolution cost grows ~ width^2
