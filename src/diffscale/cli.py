@@ -106,7 +106,7 @@ def cmd_report(args) -> None:
     params, paths = _study(args)
     html = build_report(
         paths.metrics, paths.report_dir, title=f"diffscale study: {params['study']}",
-        reference_steps=params["report"].get("reference_steps"),
+        reference_steps=params["report"].get("reference_steps"), reference_model=params["report"].get("reference_model"),
     )
     log.info("wrote %s", html)
 

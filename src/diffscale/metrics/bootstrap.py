@@ -8,11 +8,19 @@ import numpy as np
 
 
 def bootstrap_ci(
-    n: int, statistic: Callable[[np.ndarray], float], resamples: int, confidence: float, seed: int
+    n: int, statistic: Callable[[np.ndarray], float], resamples: int, confidence: float, seed: int,
+    center: float | None = None,
 ) -> tuple[float, float]:
-    """CI of `statistic(indices)` when the n images are resampled with replacement."""
+    """Percentile CI of `statistic(indices)` when the n images are resampled with replacement.
+
+    With `center` (the full-sample estimate), the bootstrap distribution is shifted to have its mean
+    there: set statistics such as FID and KID are biased upward by the duplicates a resample holds, so
+    only their spread is taken from the bootstrap.
+    """
     rng = np.random.default_rng(seed)
     values = np.array([statistic(rng.integers(0, n, n)) for _ in range(resamples)])
+    if center is not None:
+        values += center - values.mean()
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(values, [tail, 100 - tail])
     return float(low), float(high)

@@ -79,8 +79,8 @@ def extract_features(images_nhwc: np.ndarray, extractor: str, weights_path: str 
     return next(iter(features.values())).double()
 
 
-def fid(generated: torch.Tensor, reference: torch.Tensor) -> float:
-    return fid_statistics_to_metric(fid_features_to_statistics(generated), fid_features_to_statistics(reference), False)[KEY_METRIC_FID]
+def fid(generated: torch.Tensor, reference_statistics: dict) -> float:
+    return fid_statistics_to_metric(fid_features_to_statistics(generated), reference_statistics, False)[KEY_METRIC_FID]
 
 
 def kid(generated: torch.Tensor, reference: torch.Tensor, subsets: int = 100, seed: int = 0) -> float:
@@ -97,9 +97,13 @@ def fidelity_metrics(generated: torch.Tensor, reference: torch.Tensor, wanted: l
     n = len(generated)
     out = {}
     if "fid" in wanted:
-        low, high = bootstrap_ci(n, lambda idx: fid(generated[idx], reference), resamples, confidence, seed)
-        out["fid"] = {"value": fid(generated, reference), "ci_low": low, "ci_high": high, "n": n}
+        reference_statistics = fid_features_to_statistics(reference)
+        value = fid(generated, reference_statistics)
+        low, high = bootstrap_ci(n, lambda idx: fid(generated[idx], reference_statistics), resamples, confidence, seed, value)
+        out["fid"] = {"value": value, "ci_low": low, "ci_high": high, "n": n}
     if "kid" in wanted:
-        low, high = bootstrap_ci(n, lambda idx: kid(generated[idx], reference, 20, seed), resamples, confidence, seed)
-        out["kid"] = {"value": kid(generated, reference, 100, seed), "ci_low": low, "ci_high": high, "n": n}
+        # Each resample averages fewer random subsets than the point estimate: the CI is about the images.
+        value = kid(generated, reference, 100, seed)
+        low, high = bootstrap_ci(n, lambda idx: kid(generated[idx], reference, 10, seed), resamples, confidence, seed, value)
+        out["kid"] = {"value": value, "ci_low": low, "ci_high": high, "n": n}
     return out

@@ -1,0 +1,95 @@
+"""Scoring: torch-fidelity metrics with the toy extractor, CLIPScore through open_clip, oracle metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from diffscale.metrics import fidelity
+from diffscale.metrics.bootstrap import bootstrap_ci, mean_with_ci
+from diffscale.toyworld import clip as toy_clip
+from diffscale.toyworld import oracle, scenes
+
+
+@pytest.fixture(scope="module")
+def toy_data():
+    return scenes.sample_dataset(512, seed=3)
+
+
+@pytest.fixture(scope="module")
+def trained_oracle(toy_data, tmp_path_factory):
+    images, labels, _ = toy_data
+    model = oracle.fit(images, labels, width=8, steps=150, batch_size=64, lr=3e-3, seed=0)
+    folder = tmp_path_factory.mktemp("oracle")
+    oracle.save(model, folder, {})
+    return folder
+
+
+def test_fid_is_zero_for_identical_sets_and_grows_with_a_shift():
+    rng = np.random.default_rng(0)
+    reference = torch.from_numpy(rng.normal(size=(400, 8)))
+    statistics = fidelity.fid_features_to_statistics(reference)
+    assert fidelity.fid(reference, statistics) == pytest.approx(0.0, abs=1e-6)
+    near, far = fidelity.fid(reference + 0.5, statistics), fidelity.fid(reference + 2.0, statistics)
+    assert near == pytest.approx(8 * 0.25, rel=1e-6) and far == pytest.approx(8 * 4.0, rel=1e-6)
+
+
+def test_fidelity_cis_contain_their_estimate():
+    rng = np.random.default_rng(1)
+    generated, reference = (torch.from_numpy(rng.normal(size=(120, 8)) + 0.3), torch.from_numpy(rng.normal(size=(300, 8))))
+    out = fidelity.fidelity_metrics(generated, reference, ["fid", "kid"], resamples=30, confidence=0.9, seed=0)
+    for metric in ("fid", "kid"):
+        assert out[metric]["ci_low"] <= out[metric]["value"] <= out[metric]["ci_high"]
+        assert out[metric]["ci_low"] < out[metric]["ci_high"]
+
+
+def test_bootstrap_of_a_mean_brackets_it_and_narrows_with_more_images():
+    rng = np.random.default_rng(2)
+    small = mean_with_ci(rng.random(50), 200, 0.95, 0)
+    large = mean_with_ci(rng.random(5000), 200, 0.95, 0)
+    assert small["ci_low"] < small["value"] < small["ci_high"]
+    assert (large["ci_high"] - large["ci_low"]) < (small["ci_high"] - small["ci_low"]) / 4
+    assert bootstrap_ci(10, lambda idx: 1.0, 5, 0.9, 0) == (1.0, 1.0)
+
+
+def test_toy_extractor_runs_through_torch_fidelity(toy_data, trained_oracle):
+    from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
+
+    assert FEATURE_EXTRACTORS_REGISTRY[fidelity.TOY_EXTRACTOR] is fidelity.ToyOracleFeatures
+    images = toy_data[0][:40]
+    features = fidelity.extract_features(images, fidelity.TOY_EXTRACTOR, str(trained_oracle), batch_size=16)
+    assert features.shape == (40, 128) and features.dtype == torch.float64
+    again = fidelity.extract_features(images, fidelity.TOY_EXTRACTOR, str(trained_oracle), batch_size=7)
+    torch.testing.assert_close(features, again, rtol=1e-4, atol=1e-4)  # batching changes float rounding only
+
+
+def test_compositional_accuracy_rewards_the_right_prompt(toy_data, trained_oracle):
+    from diffscale.metrics.compositional import per_image
+
+    images, labels, captions = toy_data
+    truth = [scenes.parse_caption(c).labels() for c in captions]
+    wrong = truth[1:] + truth[:1]
+    model = oracle.load(trained_oracle)
+    right_scores, wrong_scores = per_image(model, images, truth), per_image(model, images, wrong)
+    assert set(np.unique(right_scores["compositional_accuracy"])) <= {0.0, 1.0}
+    assert right_scores["compositional_accuracy"].mean() > wrong_scores["compositional_accuracy"].mean() + 0.2
+    assert right_scores["oracle_confidence"].mean() > wrong_scores["oracle_confidence"].mean()
+
+
+def test_clipscore_runs_through_open_clips_local_dir_loader(toy_data, tmp_path):
+    from PIL import Image
+
+    from diffscale.metrics.clipscore import OpenClipScorer
+
+    torch.manual_seed(0)
+    config = toy_clip.model_config(width=32, layers=1)
+    import open_clip
+
+    toy_clip.save(open_clip.CLIP(**config), config, tmp_path)
+    scorer = OpenClipScorer(f"local-dir:{tmp_path}")
+    images = [Image.fromarray(a) for a in toy_data[0][:6]]
+    scores = scorer.cosine(images, toy_data[2][:6], batch_size=4)
+    assert scores.shape == (6,) and scores.dtype == torch.float32
+    assert ((scores >= -1) & (scores <= 1)).all()
+    torch.testing.assert_close(scores, scorer.cosine(images, toy_data[2][:6], batch_size=6))

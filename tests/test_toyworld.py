@@ -1,0 +1,56 @@
+"""The toy world: deterministic data, exact ground truth, standard component formats."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from diffscale.toyworld import scenes, text
+
+
+def test_dataset_is_deterministic_in_its_seed():
+    a, b, c = scenes.sample_dataset(64, seed=5), scenes.sample_dataset(64, seed=5), scenes.sample_dataset(64, seed=6)
+    assert a[0].tobytes() == b[0].tobytes() and a[2] == b[2]
+    assert a[0].tobytes() != c[0].tobytes()
+
+
+def test_captions_parse_back_to_their_scene():
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        scene = scenes.sample_scene(rng)
+        assert scenes.parse_caption(scene.caption) == scene
+
+
+def test_labels_follow_reading_order():
+    scene = scenes.parse_caption("a red circle right of a blue square")
+    assert scene.labels() == {"layout": "pair-horizontal", "color1": "blue", "shape1": "square",
+                              "color2": "red", "shape2": "circle"}
+    assert scenes.parse_caption("a green triangle on the top").labels()["color2"] == scenes.NONE
+
+
+def test_objects_are_drawn_where_and_in_the_colour_the_caption_says():
+    rng = np.random.default_rng(1)
+    image = scenes.render(scenes.parse_caption("a red square on the left"), rng).astype(int)
+    left, right = image[:, :16], image[:, 16:]
+    redness = lambda part: (part[..., 0] - part[..., 2]).clip(0).sum()  # noqa: E731
+    assert redness(left) > 20 * max(redness(right), 1)
+
+
+def test_unknown_caption_is_refused():
+    with pytest.raises(ValueError, match="not a toy-world caption"):
+        scenes.parse_caption("a red circle somewhere")
+
+
+def test_tokenizer_is_a_clip_tokenizer_that_round_trips(tmp_path):
+    from transformers import CLIPTokenizer
+
+    _, labels, captions = scenes.sample_dataset(256, seed=0)
+    tokenizer = text.fit_tokenizer(captions, max_length=16)
+    tokenizer.save_pretrained(tmp_path)
+    loaded = CLIPTokenizer.from_pretrained(tmp_path)
+    ids = text.tokenize(loaded, ["a blue triangle above a yellow circle"])
+    assert ids.shape == (1, 16)
+    assert loaded.decode(ids[0], skip_special_tokens=True).strip() == "a blue triangle above a yellow circle"
+    tokens = ids[0].tolist()
+    words = tokens[1 : tokens.index(loaded.eos_token_id)]
+    assert len(words) == 7, "each caption word is one learned token"
