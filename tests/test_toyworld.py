@@ -54,3 +54,14 @@ def test_tokenizer_is_a_clip_tokenizer_that_round_trips(tmp_path):
     tokens = ids[0].tolist()
     words = tokens[1 : tokens.index(loaded.eos_token_id)]
     assert len(words) == 7, "each caption word is one learned token"
+
+
+def test_tokenizer_ids_do_not_depend_on_the_process():
+    """The BPE trainer numbers its alphabet in hash order; our renumbering makes ids reproducible."""
+    import subprocess
+    import sys
+
+    script = ("from diffscale.toyworld import scenes, text; _, _, c = scenes.sample_dataset(256, 0); "
+              "print(sorted(text.fit_tokenizer(c, 16).get_vocab().items(), key=lambda kv: kv[1]))")
+    runs = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout for _ in range(3)}
+    assert len(runs) == 1

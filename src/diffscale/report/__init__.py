@@ -1,5 +1,5 @@
-"""Reporting: the tidy table, its analysis (guidance selection, budgets, frontier), figures and the page."""
+"""The report: analysis of the tidy metrics table, seaborn figures and the HTML page."""
 
-from diffscale.report.html import build_report
+from diffscale.report.page import build_report
 
 __all__ = ["build_report"]

@@ -29,15 +29,20 @@ def fit_tokenizer(captions: list[str], max_length: int) -> CLIPTokenizer:
     bpe.pre_tokenizer = pre_tokenizers.Whitespace()
     alphabet = sorted({ch for caption in captions for ch in caption if not ch.isspace()})
     trainer = trainers.BpeTrainer(
-        vocab_size=256, special_tokens=[BOS, EOS], initial_alphabet=alphabet, end_of_word_suffix="</w>"
+        vocab_size=256, special_tokens=[BOS, EOS], initial_alphabet=alphabet, end_of_word_suffix="</w>",
+        show_progress=False,
     )
     bpe.train_from_iterator(sorted(set(captions)), trainer)
     model = json.loads(bpe.to_str())["model"]
+    merge_pairs = [m if isinstance(m, list) else m.split(" ") for m in model["merges"]]
+    # The trainer numbers its alphabet in hash order; renumber so the same captions give the same ids.
+    merged = ["".join(pair) for pair in merge_pairs]
+    alphabet = sorted(set(model["vocab"]) - set(merged) - {BOS, EOS})
+    ordered = [BOS, EOS] + alphabet + list(dict.fromkeys(merged))
     with tempfile.TemporaryDirectory() as tmp:
         vocab, merges = Path(tmp, "vocab.json"), Path(tmp, "merges.txt")
-        vocab.write_text(json.dumps(model["vocab"]))
-        merge_lines = [" ".join(m) if isinstance(m, list) else m for m in model["merges"]]
-        merges.write_text("#version: 0.2\n" + "\n".join(merge_lines) + "\n")
+        vocab.write_text(json.dumps({token: i for i, token in enumerate(ordered)}))
+        merges.write_text("#version: 0.2\n" + "\n".join(" ".join(pair) for pair in merge_pairs) + "\n")
         return CLIPTokenizer(str(vocab), str(merges), model_max_length=max_length, pad_token=EOS)
 
 
