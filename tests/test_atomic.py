@@ -31,3 +31,18 @@ def test_text_file_is_written_whole(tmp_path):
     write_text(path, "{}")
     assert path.read_text() == "{}"
     assert [p.name for p in tmp_path.iterdir()] == ["scores.json"]
+
+
+def test_outputs_get_ordinary_permissions(tmp_path):
+    """Staging names come from mkdtemp/mkstemp (private); the finished output follows the umask."""
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        with atomic_directory(tmp_path / "cell") as staging:
+            (staging / "a").write_text("x")
+        write_text(tmp_path / "scores.json", "{}")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "cell").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "scores.json").stat().st_mode & 0o777 == 0o644

@@ -1,0 +1,307 @@
+"""The numbers behind every figure, table and sentence of the report.
+
+Pure pandas functions of the tidy metrics table (one row per cell and metric, see `report.tidy`), so the
+report, the tests and a notebook all read the same numbers. Functions that compare cells with each other
+take one prompt set at a time: scores on different prompt sets are not comparable.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from diffscale.report.paper import PAPER, mei2024_table1
+
+LOWER_IS_BETTER = frozenset({"fid", "kid"})
+# The metrics the report plots, in this order, when present; other metrics still reach the tables.
+HEADLINE_METRICS = ("fid", "clip_score", "compositional_accuracy")
+METRIC_NAMES = {
+    "fid": "FID", "kid": "KID", "clip_score": "CLIPScore",
+    "compositional_accuracy": "compositional accuracy", "oracle_confidence": "oracle confidence",
+}
+# A cell is one of these configurations at one guidance scale.
+CONFIG = ["model", "sampler", "steps", "search", "verifier", "search_budget", "prompt_set"]
+_CONFIG_OUT = ["model", "params", "sampler", "steps", "guidance", "search", "verifier", "search_budget"]
+_SCORE_OUT = ["value", "ci_low", "ci_high"]
+# Relative tolerance when comparing a cost with a budget read from the same (rounded) table.
+_COST_TOLERANCE = 1e-8
+
+
+def higher_is_better(metric: str) -> bool:
+    """Direction of a metric: unknown metrics are taken as scores (higher is better)."""
+    return metric not in LOWER_IS_BETTER
+
+
+def metric_name(metric: str) -> str:
+    """The metric as a reader writes it ("FID", "CLIPScore")."""
+    return METRIC_NAMES.get(metric, metric.replace("_", " "))
+
+
+def size_label(params: float) -> str:
+    """Parameter count the way papers print it: 0.27M, 2.8M, 866M, 2B."""
+    if params >= 1e9:
+        value, unit = params / 1e9, "B"
+    elif params >= 1e5:
+        value, unit = params / 1e6, "M"
+    else:
+        value, unit = params / 1e3, "K"
+    return f"{value:.3g}{unit}" if value >= 10 else f"{value:.2g}{unit}"
+
+
+def model_order(df: pd.DataFrame) -> list[str]:
+    """Models from smallest to largest, so legends, colours and tables read as a ladder."""
+    sizes = df[["model", "params"]].drop_duplicates("model").sort_values(["params", "model"], kind="mergesort")
+    return sizes["model"].tolist()
+
+
+def model_labels(df: pd.DataFrame) -> dict[str, str]:
+    """'toy-w8 (0.1M)' for every model, for legends and sentences."""
+    sizes = df.drop_duplicates("model").set_index("model")["params"]
+    return {model: f"{model} ({size_label(sizes[model])})" for model in model_order(df)}
+
+
+def headline_metrics(df: pd.DataFrame) -> list[str]:
+    """The plotted metrics present in the table, FID first."""
+    present = set(df["metric"])
+    return [metric for metric in HEADLINE_METRICS if metric in present]
+
+
+def primary_metric(df: pd.DataFrame) -> str:
+    """The metric that picks the guidance scale and the winners: FID as in Mei et al., else the first present."""
+    headline = headline_metrics(df)
+    return headline[0] if headline else sorted(df["metric"].unique())[0]
+
+
+def default_sampler(df: pd.DataFrame) -> str:
+    """DDIM, the paper's default sampler, when present; else the first sampler of the study."""
+    samplers = df["sampler"].unique().tolist()
+    return "ddim" if "ddim" in samplers else samplers[0]
+
+
+def default_reference_steps(df: pd.DataFrame, sampler: str) -> int:
+    """The longest no-search schedule of a sampler (the paper's 50 DDIM steps is its longest)."""
+    return int(without_search(df).loc[lambda d: d["sampler"] == sampler, "steps"].max())
+
+
+def without_search(df: pd.DataFrame) -> pd.DataFrame:
+    """Plain sampling cells: the size-vs-steps question of Mei et al. spends no NFEs on search."""
+    return df[df["search"] == "none"]
+
+
+def require_one_prompt_set(df: pd.DataFrame) -> None:
+    """Refuse to compare scores computed on different prompt sets."""
+    prompt_sets = df["prompt_set"].unique()
+    if len(prompt_sets) > 1:
+        raise ValueError(
+            f"scores of different prompt sets are not comparable ({', '.join(map(str, prompt_sets))}): "
+            "pass one prompt set at a time, e.g. df[df.prompt_set == name]"
+        )
+
+
+def rank_correlation(x: pd.Series, y: pd.Series) -> float:
+    """Spearman's rho with pandas alone (scipy is not a dependency); NaN when either side is constant."""
+    pair = pd.DataFrame({"x": x.to_numpy(), "y": y.to_numpy()}).dropna()
+    return float(pair.corr(method="spearman").loc["x", "y"]) if len(pair) > 1 else math.nan
+
+
+def config_label(row: pd.Series) -> str:
+    """One configuration in words: model (size), sampler, steps, guidance and search."""
+    label = (f"{row['model']} ({size_label(row['params'])}), {row['sampler']}, {int(row['steps'])} steps, "
+             f"cfg {row['guidance']:g}")
+    if row["search"] != "none":
+        label += f", {row['search']} search x{int(row['search_budget'])} by {row['verifier']}"
+    return label
+
+
+def _best_first(frame: pd.DataFrame, metric: str, tiebreak: list[str]) -> pd.DataFrame:
+    """Rows from best to worst value; `tiebreak` columns (ascending) then the cell id settle ties."""
+    keys = ["value", *tiebreak, "cell"]
+    ascending = [not higher_is_better(metric)] + [True] * (len(keys) - 1)
+    return frame.sort_values(keys, ascending=ascending, kind="mergesort")
+
+
+def best_guidance(df: pd.DataFrame, metric: str = "fid") -> pd.DataFrame:
+    """Keep, per configuration, the guidance scale with the best `metric` (ties: the lower scale).
+
+    Mei et al. sweep the guidance scale at every (model, steps) and report the best FID. All metric rows
+    of the chosen cell are kept, with its scale in `best_guidance`, so that CLIPScore is read at the
+    FID-best guidance, as in the paper.
+    """
+    scored = df[(df["metric"] == metric) & df["value"].notna()]
+    chosen = _best_first(scored, metric, ["guidance"]).drop_duplicates(CONFIG)
+    guidance = chosen.set_index("cell")["guidance"].rename("best_guidance")
+    kept = df[df["cell"].isin(guidance.index)].drop(columns="best_guidance", errors="ignore")
+    return kept.join(guidance, on="cell").reset_index(drop=True)
+
+
+def best_model_per_budget(
+    df: pd.DataFrame, metric: str = "fid", cost: str = "relative_cost", budgets: list[float] | None = None
+) -> pd.DataFrame:
+    """For each budget, the model whose best configuration within that cost has the best `metric`.
+
+    This is Mei et al.'s question (which size wins at a fixed sampling cost), answered for every cost
+    present in the table unless `budgets` are given. Budgets below the cheapest configuration get no row.
+    Ties go to the cheaper configuration, then the smaller model. `runner_up` is the best other model,
+    so a reader can see whether the win exceeds the confidence interval.
+    """
+    require_one_prompt_set(df)
+    selected = best_guidance(df, metric)
+    points = selected[(selected["metric"] == metric) & selected[cost].notna()]
+    # Costs equal up to float noise (0.1 x 20 vs 1.0 x 2) are one budget.
+    budgets = sorted({float(f"{c:.9g}") for c in points[cost]} if budgets is None else budgets)
+    columns = ["budget", *_CONFIG_OUT, cost, *_SCORE_OUT, "runner_up", "runner_up_value", "models_compared"]
+    rows = []
+    for budget in budgets:
+        affordable = points[points[cost] <= budget * (1 + _COST_TOLERANCE)]
+        per_model = _best_first(affordable, metric, [cost, "params", "steps", "guidance"]).drop_duplicates("model")
+        if per_model.empty:
+            continue
+        winner = per_model.iloc[0]
+        runner_up = per_model.iloc[1] if len(per_model) > 1 else None
+        rows.append({
+            "budget": budget, **winner[[*_CONFIG_OUT, cost, *_SCORE_OUT]].to_dict(),
+            "runner_up": None if runner_up is None else runner_up["model"],
+            "runner_up_value": math.nan if runner_up is None else runner_up["value"],
+            "models_compared": len(per_model),
+        })
+    return pd.DataFrame(rows, columns=columns).assign(metric=metric)
+
+
+def crossovers(best_table: pd.DataFrame) -> pd.DataFrame:
+    """The budgets at which the winning model changes, read from `best_model_per_budget`."""
+    previous = best_table[["model", "params"]].shift()
+    changed = best_table["model"].ne(previous["model"]) & previous["model"].notna()
+    return pd.DataFrame({
+        "budget": best_table.loc[changed, "budget"],
+        "from_model": previous.loc[changed, "model"],
+        "from_params": previous.loc[changed, "params"].astype("int64"),
+        "to_model": best_table.loc[changed, "model"],
+        "to_params": best_table.loc[changed, "params"].astype("int64"),
+    }).reset_index(drop=True)
+
+
+def _normalized_cost(df: pd.DataFrame, reference_model: str | None) -> pd.Series:
+    """GFLOPs per NFE over the reference model's (the largest unless given): Mei et al.'s cost unit, per model."""
+    reference_model = reference_model or model_order(df)[-1]
+    gflops = df.drop_duplicates("model").set_index("model")["gflops_per_nfe"]
+    if reference_model not in gflops:
+        raise ValueError(f"reference model {reference_model!r} is not in the table")
+    return (gflops / gflops[reference_model]).rename("normalized_cost")
+
+
+def _at_reference_steps(df: pd.DataFrame, reference_steps: int, sampler: str | None, metric: str) -> pd.DataFrame:
+    """Every metric row of the `metric`-best guidance per model, at one sampler and step count, no search."""
+    require_one_prompt_set(df)
+    sampler = sampler or default_sampler(df)
+    plain = without_search(df)
+    return best_guidance(plain[(plain["sampler"] == sampler) & (plain["steps"] == reference_steps)], metric)
+
+
+def table1(
+    df: pd.DataFrame,
+    reference_steps: int,
+    sampler: str | None = None,
+    reference_model: str | None = None,
+    metric: str = "fid",
+) -> pd.DataFrame:
+    """The paper's Table 1 for this ladder: size, GFLOPs per NFE, normalised cost and scores at one step count.
+
+    Normalised cost is GFLOPs per NFE over the reference model's (the largest unless given), the unit
+    of Mei et al.'s sampling cost. Scores are read at the `metric`-best guidance of `sampler` (default:
+    DDIM if present) at `reference_steps`, without search.
+    """
+    selected = _at_reference_steps(df, reference_steps, sampler, metric)
+    if selected.empty:
+        return pd.DataFrame(columns=["model", "params", "gflops_per_nfe", "normalized_cost", "best_guidance"])
+    wide = selected.pivot(index="model", columns="metric", values="value")
+    metrics = headline_metrics(selected) + sorted(set(wide.columns) - set(HEADLINE_METRICS))
+    sizes = selected.drop_duplicates("model").set_index("model")[["params", "gflops_per_nfe", "best_guidance"]]
+    table = sizes.join(_normalized_cost(df, reference_model)).join(wide[metrics])
+    table = table.loc[model_order(selected)].reset_index()
+    table.columns.name = None
+    return table[["model", "params", "gflops_per_nfe", "normalized_cost", "best_guidance", *metrics]]
+
+
+def guidance_map(df: pd.DataFrame, sampler: str, metric: str = "fid") -> pd.DataFrame:
+    """Model x steps table of the best guidance scale of `sampler` (no search), smallest model first.
+
+    Mei et al. find that more steps lower the best guidance and bigger models raise it.
+    """
+    require_one_prompt_set(df)
+    plain = without_search(df)
+    selected = best_guidance(plain[plain["sampler"] == sampler], metric)
+    chosen = selected[selected["metric"] == metric]
+    table = chosen.pivot(index="model", columns="steps", values="best_guidance")
+    return table.reindex(model_order(chosen))
+
+
+def joint_frontier(df: pd.DataFrame, metric: str, cost: str = "gflops_per_image") -> pd.DataFrame:
+    """The Pareto frontier of quality against cost per image, across every configuration.
+
+    Walking up in cost, a configuration (model, steps, guidance, search, verifier, budget) joins the
+    frontier when it beats every cheaper one: the best buy at each budget, which neither paper draws.
+    """
+    require_one_prompt_set(df)
+    points = df[(df["metric"] == metric) & df["value"].notna() & df[cost].notna()]
+    ranked = _best_first(points, metric, []).sort_values(cost, kind="mergesort")
+    best_before = (ranked["value"].cummax() if higher_is_better(metric) else ranked["value"].cummin()).shift()
+    improves = ranked["value"].gt(best_before) if higher_is_better(metric) else ranked["value"].lt(best_before)
+    frontier = ranked[improves | best_before.isna()]
+    return frontier[[cost, *_SCORE_OUT, *_CONFIG_OUT, "cell"]].assign(metric=metric).reset_index(drop=True)
+
+
+def paper_trend_comparison(
+    df: pd.DataFrame,
+    reference_steps: int,
+    sampler: str | None = None,
+    metric: str = "fid",
+    reference_model: str | None = None,
+) -> pd.DataFrame:
+    """Normalised cost and `metric` per model for the toy ladder (as in `table1`) and Mei et al.'s Table 1.
+
+    Toy scores are read at the guidance with the best primary metric (FID), as the paper reads its CLIP
+    score. Long form with a `source` column ("toy", "paper"); the paper's rows have no confidence interval.
+    The ladders differ in scale by orders of magnitude, so what compares is the trend with size.
+    """
+    paper = mei2024_table1()
+    if metric not in paper:
+        raise ValueError(f"{PAPER} report FID and CLIP score only, not {metric!r}")
+    columns = ["source", "model", "params", "normalized_cost", "metric", *_SCORE_OUT]
+    selected = _at_reference_steps(df, reference_steps, sampler, primary_metric(df))
+    toy = selected[selected["metric"] == metric].join(_normalized_cost(df, reference_model), on="model")
+    toy = toy.set_index("model").loc[model_order(toy)].reset_index().assign(source="toy")
+    paper = paper.rename(columns={metric: "value"}).assign(
+        source="paper", model=paper["params"].map(size_label), metric=metric, ci_low=math.nan, ci_high=math.nan
+    )
+    return pd.concat([toy[columns], paper[columns]], ignore_index=True)
+
+
+def trend_agreement(comparison: pd.DataFrame) -> pd.DataFrame:
+    """Per source: Spearman rho of (size, metric), smallest, largest and best model, and the noise level.
+
+    `agrees_with_paper`: the rank correlation has the paper's sign, i.e. quality moves the same way with
+    size. `spread` (largest minus smallest model) beside `median_ci_width` says whether the toy ladder
+    resolves a size effect at all.
+    """
+    rows = []
+    for source, ladder in comparison.groupby("source", sort=False):
+        ladder = ladder.dropna(subset=["value"]).sort_values("params", kind="mergesort")
+        if ladder.empty:
+            continue
+        metric = ladder["metric"].iloc[0]
+        best = _best_first(ladder.assign(cell=ladder["model"]), metric, ["params"]).iloc[0]
+        rows.append({
+            "source": source, "metric": metric, "models": len(ladder),
+            "spearman_size": rank_correlation(ladder["params"], ladder["value"]),
+            "smallest": ladder["model"].iloc[0], "smallest_value": ladder["value"].iloc[0],
+            "largest": ladder["model"].iloc[-1], "largest_value": ladder["value"].iloc[-1],
+            "best": best["model"], "best_value": best["value"],
+            "spread": ladder["value"].iloc[-1] - ladder["value"].iloc[0],
+            "median_ci_width": (ladder["ci_high"] - ladder["ci_low"]).median(),
+        })
+    table = pd.DataFrame(rows)
+    if "paper" not in set(table.get("source", [])):
+        return table
+    paper_sign = math.copysign(1, table.set_index("source").loc["paper", "spearman_size"])
+    return table.assign(agrees_with_paper=table["spearman_size"] * paper_sign > 0)

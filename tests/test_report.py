@@ -1,0 +1,227 @@
+"""The report on a synthetic metrics table whose answers are known by construction.
+
+Three models (0.1M, 0.3M, 1M parameters, GFLOPs per NFE proportional to size, the largest is the cost
+reference) with FID = floor(model) + 40 / steps + a guidance penalty. Floors 10, 6.5 and 3 make the
+smallest model win at low sampling cost, the middle one from cost 3 and the largest from cost 10.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from diffscale.report import analysis, build_report, figures
+from diffscale.report.tidy import COLUMNS
+
+PARAMS = {"toy-a": 100_000, "toy-b": 300_000, "toy-c": 1_000_000}
+FLOOR = {"toy-a": 10.0, "toy-b": 6.5, "toy-c": 3.0}
+STEPS = {"ddim": [2, 5, 10, 20, 50], "ddpm": [10, 50]}
+GUIDANCE = [1.5, 3.0, 6.0]
+LABELS = {"toy-a": "toy-a (0.1M)", "toy-b": "toy-b (0.3M)", "toy-c": "toy-c (1M)"}
+
+
+def known_best_guidance(model: str, steps: int) -> float:
+    """Bigger models want more guidance, and the largest wants less at 50 steps (as in Mei et al.)."""
+    if model == "toy-c" and steps == 50:
+        return 3.0
+    return {"toy-a": 1.5, "toy-b": 3.0, "toy-c": 6.0}[model]
+
+
+def cell_rows(model, sampler, steps, guidance, scores, search="none", verifier="none", budget=0) -> list[dict]:
+    gflops_per_nfe = PARAMS[model] / 1e6
+    nfe_nocfg = steps * (1 + budget)
+    base = {
+        "cell": f"{model}__{sampler}__steps{steps}__cfg{guidance:g}__{search}{budget}__toy-captions",
+        "study": "synthetic", "model": model, "params": PARAMS[model], "sampler": sampler, "steps": steps,
+        "guidance": guidance, "search": search, "verifier": verifier, "search_budget": budget,
+        "prompt_set": "toy-captions", "nfe_per_image": 2.0 * nfe_nocfg, "nfe_per_image_nocfg": float(nfe_nocfg),
+        "gflops_per_nfe": gflops_per_nfe, "gflops_per_image": gflops_per_nfe * 2 * nfe_nocfg,
+        "relative_cost": gflops_per_nfe * nfe_nocfg, "seconds_per_image": gflops_per_nfe * nfe_nocfg * 0.02,
+    }
+    half_width = {"fid": 0.5, "clip_score": 0.01, "compositional_accuracy": 0.02}
+    return [
+        base | {"metric": metric, "value": value, "ci_low": value - half_width[metric],
+                "ci_high": value + half_width[metric], "n": 64}
+        for metric, value in scores.items()
+    ]
+
+
+def synthetic_metrics() -> pd.DataFrame:
+    rows = []
+    for sampler, step_counts in STEPS.items():
+        for rank, model in enumerate(PARAMS):
+            for steps in step_counts:
+                for guidance in GUIDANCE:
+                    penalty = 2 * math.log2(guidance / known_best_guidance(model, steps)) ** 2
+                    rows += cell_rows(model, sampler, steps, guidance, {
+                        "fid": FLOOR[model] + 40 / steps + penalty + (sampler == "ddpm"),
+                        # CLIPScore prefers the strongest guidance: it must be read at the FID-best one.
+                        "clip_score": 0.25 + 0.01 * rank + 0.005 * guidance,
+                        "compositional_accuracy": 0.3 + 0.1 * rank + 0.002 * steps,
+                    })
+    # Best-of-5 random search with the small model: 10 GFLOPs per image for FID 9, between two plain cells.
+    rows += cell_rows("toy-a", "ddim", 10, 1.5, {"fid": 9.0, "clip_score": 0.27, "compositional_accuracy": 0.8},
+                      search="random", verifier="oracle", budget=4)
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    missing_ci = (table["model"] == "toy-a") & (table["steps"] == 2) & (table["metric"] == "clip_score")
+    table.loc[missing_ci, ["ci_low", "ci_high"]] = math.nan
+    return table
+
+
+@pytest.fixture(scope="module")
+def metrics() -> pd.DataFrame:
+    return synthetic_metrics()
+
+
+@pytest.fixture(scope="module")
+def plain(metrics) -> pd.DataFrame:
+    return analysis.without_search(metrics)
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory, metrics):
+    root = tmp_path_factory.mktemp("report")
+    metrics.to_csv(root / "metrics.csv", index=False, float_format="%.6g")
+    return build_report(root / "metrics.csv", root / "out", "synthetic study", reference_steps=50)
+
+
+def test_best_guidance_keeps_the_fid_best_scale_and_every_metric_of_that_cell(plain):
+    best = analysis.best_guidance(plain, "fid")
+    fid = best[best["metric"] == "fid"]
+    assert len(fid) == 3 * (5 + 2)
+    for row in fid.itertuples():
+        assert row.best_guidance == row.guidance == known_best_guidance(row.model, row.steps)
+    clip = best[best["metric"] == "clip_score"].set_index(["model", "sampler", "steps"])["guidance"]
+    assert clip.equals(fid.set_index(["model", "sampler", "steps"])["guidance"].loc[clip.index])
+
+
+def test_best_guidance_breaks_ties_towards_the_lower_scale(plain):
+    tied = plain.copy()
+    at = (tied["model"] == "toy-c") & (tied["sampler"] == "ddim") & (tied["steps"] == 2) & (tied["metric"] == "fid")
+    tied.loc[at & (tied["guidance"] == 3.0), "value"] = tied.loc[at & (tied["guidance"] == 6.0), "value"].iloc[0]
+    best = analysis.best_guidance(tied[at], "fid")
+    assert best["best_guidance"].tolist() == [3.0]
+
+
+def test_best_model_per_budget_gives_the_known_winners(plain):
+    best = analysis.best_model_per_budget(plain, "fid")
+    winners = dict(zip(best["budget"].round(6), best["model"]))
+    expected = {0.2: "a", 0.5: "a", 0.6: "a", 1: "a", 1.5: "a", 2: "a", 3: "b", 5: "b", 6: "b", 10: "c", 15: "c",
+                20: "c", 50: "c"}
+    assert winners == {budget: f"toy-{model}" for budget, model in expected.items()}
+    at_three = best[best["budget"].round(6) == 3].iloc[0]
+    assert (at_three["steps"], at_three["guidance"], at_three["sampler"], at_three["value"]) == (10, 3.0, "ddim", 10.5)
+    assert at_three["runner_up"] == "toy-a"
+
+
+def test_best_model_per_budget_takes_given_budgets_and_skips_unaffordable_ones(plain):
+    best = analysis.best_model_per_budget(plain, "fid", budgets=[0.1, 4.0])
+    assert best["budget"].tolist() == [4.0]
+    assert best["model"].tolist() == ["toy-b"]
+
+
+def test_crossovers_are_where_the_winner_changes(plain):
+    changes = analysis.crossovers(analysis.best_model_per_budget(plain, "fid"))
+    assert changes["budget"].round(6).tolist() == [3.0, 10.0]
+    assert changes["from_model"].tolist() == ["toy-a", "toy-b"]
+    assert changes["to_model"].tolist() == ["toy-b", "toy-c"]
+
+
+@pytest.mark.parametrize("metric", ["fid", "compositional_accuracy"])
+def test_joint_frontier_is_monotone_and_non_dominated(metrics, metric):
+    frontier = analysis.joint_frontier(metrics, metric)
+    points = metrics[metrics["metric"] == metric]
+    sign = 1 if analysis.higher_is_better(metric) else -1
+    assert frontier["gflops_per_image"].is_monotonic_increasing
+    assert (np.diff(sign * frontier["value"]) > 0).all()
+    for row in frontier.itertuples():
+        cheaper = points[points["gflops_per_image"] <= row.gflops_per_image]
+        assert (sign * cheaper["value"] <= sign * row.value).all()
+    assert "random" in set(frontier["search"])
+
+
+def test_table1_normalises_cost_by_the_reference_model(metrics):
+    table = analysis.table1(metrics, reference_steps=50)
+    assert table["model"].tolist() == ["toy-a", "toy-b", "toy-c"]
+    assert table["normalized_cost"].tolist() == pytest.approx([0.1, 0.3, 1.0])
+    assert table["fid"].tolist() == pytest.approx([10.8, 7.3, 3.8])
+    assert table["best_guidance"].tolist() == [1.5, 3.0, 3.0]
+    assert {"clip_score", "compositional_accuracy"} <= set(table.columns)
+    by_middle = analysis.table1(metrics, reference_steps=50, reference_model="toy-b")
+    assert by_middle.set_index("model").loc["toy-b", "normalized_cost"] == pytest.approx(1.0)
+
+
+def test_guidance_map_is_model_by_steps(metrics):
+    table = analysis.guidance_map(metrics, "ddim")
+    assert table.index.tolist() == ["toy-a", "toy-b", "toy-c"]
+    assert table.columns.tolist() == [2, 5, 10, 20, 50]
+    assert table.loc["toy-c"].tolist() == [6.0, 6.0, 6.0, 6.0, 3.0]
+
+
+def test_paper_trend_comparison_agrees_when_bigger_is_better_at_reference_steps(metrics):
+    comparison = analysis.paper_trend_comparison(metrics, reference_steps=50)
+    assert (comparison["source"] == "paper").sum() == 11
+    agreement = analysis.trend_agreement(comparison).set_index("source")
+    assert agreement.loc["toy", "spearman_size"] == pytest.approx(-1.0)
+    assert agreement.loc["paper", "spearman_size"] == pytest.approx(-1.0)
+    assert agreement.loc["toy", "agrees_with_paper"]
+    assert agreement.loc["toy", "best"] == "toy-c"
+
+
+def test_comparisons_refuse_mixed_prompt_sets(metrics):
+    mixed = pd.concat([metrics, metrics.assign(prompt_set="other")])
+    with pytest.raises(ValueError, match="prompt set"):
+        analysis.best_model_per_budget(mixed)
+
+
+def test_unknown_metrics_count_as_scores():
+    assert analysis.higher_is_better("aesthetic") and not analysis.higher_is_better("kid")
+    assert analysis.metric_name("aesthetic_score") == "aesthetic score"
+
+
+@pytest.mark.parametrize(("params", "label"), [(72_700, "72.7K"), (100_000, "0.1M"), (272_804, "0.27M"),
+                                               (2_800_000, "2.8M"), (866e6, "866M"), (2e9, "2B")])
+def test_size_label(params, label):
+    assert analysis.size_label(params) == label
+
+
+FIGURES = [figures.quality_vs_steps, figures.quality_vs_cost, figures.guidance_heatmap, figures.paper_comparison,
+           figures.joint_frontier_plot]
+
+
+@pytest.mark.parametrize("draw", FIGURES, ids=lambda f: f.__name__)
+def test_figure_renders_a_non_blank_png(draw, metrics, tmp_path):
+    path = draw(metrics, tmp_path)
+    assert path.suffix == ".png" and path.parent == tmp_path
+    pixels = np.asarray(Image.open(path).convert("L"), dtype=float)
+    assert pixels.std() > 0
+
+
+@pytest.mark.parametrize("draw", FIGURES, ids=lambda f: f.__name__)
+def test_figure_skips_a_one_row_table(draw, metrics, tmp_path):
+    assert draw(metrics.iloc[:1], tmp_path) is None
+    assert not list(tmp_path.iterdir())
+
+
+def test_build_report_links_every_figure_and_names_the_crossovers(report):
+    html = report.read_text()
+    pngs = sorted(report.parent.glob("figures/*/*.png"))
+    assert len(pngs) >= 5
+    for png in pngs:
+        assert f'<img src="{png.relative_to(report.parent).as_posix()}"' in html
+    assert (f"The best model changes from {LABELS['toy-a']} to {LABELS['toy-b']} at sampling cost 3; "
+            f"from {LABELS['toy-b']} to {LABELS['toy-c']} at sampling cost 10.") in html
+    tables = {path.name for path in report.parent.glob("tables/toy-captions/*.csv")}
+    assert {"best_per_budget_fid.csv", "crossovers_fid.csv", "table1.csv", "guidance_map_ddim.csv",
+            "frontier_fid_gflops_per_image.csv"} <= tables
+
+
+def test_build_report_is_deterministic(report, metrics, tmp_path):
+    again = build_report(report.parent.parent / "metrics.csv", tmp_path / "out", "synthetic study", reference_steps=50)
+    first = {p.relative_to(report.parent): p.read_bytes() for p in sorted(report.parent.rglob("*")) if p.is_file()}
+    second = {p.relative_to(again.parent): p.read_bytes() for p in sorted(again.parent.rglob("*")) if p.is_file()}
+    assert first == second
