@@ -26,7 +26,7 @@ SAMPLE_ONE = """
 import sys
 from diffscale.config import load
 from diffscale.cells import Cell, Paths
-from diffscale.sampling.cell import sample_block
+from diffscale.sampling.block import sample_block
 params = load(sys.argv[1]); paths = Paths.of(params)
 cells = [Cell.from_id(c) for c in sys.argv[2:]]
 sample_block(params, cells[0].block, cells, paths, progress=False)

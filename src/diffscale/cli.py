@@ -73,7 +73,7 @@ def cmd_model(args) -> None:
 
 
 def cmd_sample(args) -> None:
-    from diffscale.sampling.cell import sample_block
+    from diffscale.sampling.block import sample_block
 
     params, paths = _study(args)
     block, cells = cells_module.find_block(params, args.block)

@@ -128,8 +128,3 @@ def toy_training(params: dict, component: str, model: str | None = None) -> dict
     if model is not None:
         settings.update(params["models"][model].get("training", {}))
     return settings
-
-
-def fingerprint(value: Any) -> str:
-    """Short content hash of a parameter subtree: what engines compare to decide a rerun."""
-    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]

@@ -33,21 +33,20 @@ def lookup(params: dict, key: str):
     return value
 
 
-def _toy(name: str, paths: Paths, artifact: str, deps: tuple[str, ...], outs: tuple[str, ...], keys: tuple[str, ...]) -> Node:
-    return Node(name, ("toy", artifact), deps, outs, ("seed",) + keys)
+def _toy(artifact: str, deps: tuple[str, ...], outs: tuple[str, ...], keys: tuple[str, ...]) -> Node:
+    return Node(f"toy-{artifact}", ("toy", artifact), deps, outs, ("seed",) + keys)
 
 
 def toy_nodes(params: dict, paths: Paths) -> list[Node]:
     dataset = str(paths.dataset)
-    nodes = [
-        _toy("toy-dataset", paths, "dataset", (), (dataset,), ("toyworld.dataset",)),
-        _toy("toy-reference", paths, "reference", (), (str(paths.reference),), ("toyworld.dataset", "toyworld.reference_size")),
-        _toy("toy-autoencoder", paths, "autoencoder", (dataset,), (str(paths.component("autoencoder")),), ("toyworld.autoencoder",)),
-        _toy("toy-text-encoder", paths, "text-encoder", (dataset,), (str(paths.component("text_encoder")),), ("toyworld.text_encoder",)),
-        _toy("toy-oracle", paths, "oracle", (dataset, str(paths.reference)), (str(paths.component("oracle")),), ("toyworld.oracle",)),
-        _toy("toy-clip", paths, "clip", (dataset,), (str(paths.component("clip")),), ("toyworld.clip",)),
+    return [
+        _toy("dataset", (), (dataset,), ("toyworld.dataset",)),
+        _toy("reference", (), (str(paths.reference),), ("toyworld.dataset", "toyworld.reference_size")),
+        _toy("autoencoder", (dataset,), (str(paths.component("autoencoder")),), ("toyworld.autoencoder",)),
+        _toy("text-encoder", (dataset,), (str(paths.component("text_encoder")),), ("toyworld.text_encoder",)),
+        _toy("oracle", (dataset, str(paths.reference)), (str(paths.component("oracle")),), ("toyworld.oracle",)),
+        _toy("clip", (dataset,), (str(paths.component("clip")),), ("toyworld.clip",)),
     ]
-    return nodes
 
 
 def prompt_node(params: dict, paths: Paths, name: str) -> Node:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shlex
 from collections import OrderedDict
+from pathlib import Path
 
 import yaml
 
@@ -33,6 +34,7 @@ def _written_key(raw: dict, key: str) -> str | None:
 
 
 def _stage_body(node: Node, params_file: str, raw: dict) -> dict:
+    """cmd, deps, params (a flat key list here; `_wrap_params` names the file) and outs of one node."""
     # A block's cells come from `grids`; DVC cannot track one block's share of it, so it tracks all grids.
     tracked = node.keys + (("grids",) if node.cells else ())
     keys = list(OrderedDict.fromkeys(k for k in (_written_key(raw, key) for key in tracked) if k))
@@ -40,74 +42,59 @@ def _stage_body(node: Node, params_file: str, raw: dict) -> dict:
     if node.deps:
         body["deps"] = list(node.deps)
     if keys:
-        body["params"] = keys if params_file == "params.yaml" else [{params_file: keys}]
+        body["params"] = keys
     body["outs"] = list(node.outs)
     return body
 
 
 def _family(members: list[tuple[str, dict]]) -> dict:
-    """One foreach stage for bodies of the same shape; varying positions become item fields."""
-    first = members[0][1]
-    template: dict = {}
+    """One foreach stage for bodies of the same shape; the positions that vary become item fields."""
     items: dict = {key: {} for key, _ in members}
-    for field, short in (("deps", "dep"), ("outs", "out")):
-        if field not in first:
+    template: dict = {}
+    for field, short in (("cmd", "arg"), ("deps", "dep"), ("params", "key"), ("outs", "out")):
+        if field not in members[0][1]:
             continue
-        template[field] = []
-        for i, value in enumerate(first[field]):
-            if all(body[field][i] == value for _, body in members):
-                template[field].append(value)
+        columns = [body[field].split(" ") if field == "cmd" else body[field] for _, body in members]
+        merged = []
+        for i, value in enumerate(columns[0]):
+            values = [column[i] for column in columns]
+            if all(v == value for v in values):
+                merged.append(value)
+            elif all(v == key for v, (key, _) in zip(values, members)):
+                merged.append("${key}")
             else:
-                template[field].append(f"${{item.{short}{i}}}")
-                for key, body in members:
-                    items[key][f"{short}{i}"] = body[field][i]
-    if "params" in first:
-        keys = first["params"] if isinstance(first["params"][0], str) else next(iter(first["params"][0].values()))
-        resolved = []
-        for i, value in enumerate(keys):
-            member_keys = [b["params"] if isinstance(b["params"][0], str) else next(iter(b["params"][0].values())) for _, b in members]
-            if all(k[i] == value for k in member_keys):
-                resolved.append(value)
-            else:
-                resolved.append(f"${{item.key{i}}}")
-                for (key, _), k in zip(members, member_keys):
-                    items[key][f"key{i}"] = k[i]
-        template["params"] = resolved if isinstance(first["params"][0], str) else [{next(iter(first["params"][0])): resolved}]
-    words = first["cmd"].split(" ")
-    for i, word in enumerate(words):
-        if not all(body["cmd"].split(" ")[i] == word for _, body in members):
-            words[i] = "${key}" if all(body["cmd"].split(" ")[i] == key for key, body in members) else f"${{item.arg{i}}}"
-            if words[i] != "${key}":
-                for key, body in members:
-                    items[key][f"arg{i}"] = body["cmd"].split(" ")[i]
-    ordered = {"cmd": " ".join(words)}
-    ordered.update({k: template[k] for k in ("deps", "params", "outs") if k in template})
-    return {"foreach": items, "do": ordered}
+                merged.append(f"${{item.{short}{i}}}")
+                for v, (key, _) in zip(values, members):
+                    items[key][f"{short}{i}"] = v
+        template[field] = " ".join(merged) if field == "cmd" else merged
+    return {"foreach": items, "do": template}
+
+
+def _wrap_params(stage: dict, params_file: str) -> dict:
+    """DVC reads params.yaml by default; any other study file is named with its keys."""
+    body = stage.get("do", stage)
+    if "params" in body and params_file != "params.yaml":
+        body["params"] = [{params_file: body["params"]}]
+    return stage
+
+
+def _shape(body: dict) -> tuple[int, ...]:
+    return tuple(len(body.get(field, [])) for field in ("deps", "params", "outs")) + (len(body["cmd"].split(" ")),)
 
 
 def render_dvc_yaml(params: dict, params_file: str) -> str:
-    raw = yaml.safe_load(open(params_file))
-    stages: dict = {}
-    families: dict[str, list] = OrderedDict()
+    raw = yaml.safe_load(Path(params_file).read_text())
+    groups: dict[str, list[tuple[str, dict]]] = OrderedDict()  # a stage, or a family `name@key`, in DAG order
     for node in nodes(params, Paths.of(params)):
-        body = _stage_body(node, params_file, raw)
-        if "@" in node.stage:
-            family, key = node.stage.split("@", 1)
-            shape = (len(body.get("deps", [])), len(body["outs"]), len(body.get("params", [])), len(body["cmd"].split(" ")))
-            families.setdefault(family, []).append((key, body, shape))
-        else:
-            stages[node.stage] = body
-    rendered: dict = {}
-    for name, body in stages.items():
-        if name in ("aggregate", "report"):
+        name, _, key = node.stage.partition("@")
+        groups.setdefault(name, []).append((key, _stage_body(node, params_file, raw)))
+    rendered = {}
+    for name, members in groups.items():
+        if not members[0][0]:
+            rendered[name] = members[0][1]
             continue
-        rendered[name] = body
-    for family, members in families.items():
-        shapes = {shape for _, _, shape in members}
-        if len(shapes) != 1:
-            raise ValueError(f"dvc stages {family}@* differ in shape {shapes}; give them distinct families")
-        rendered[family] = _family([(key, body) for key, body, _ in members])
-    rendered["aggregate"] = stages["aggregate"]
-    rendered["report"] = stages["report"]
-    text = yaml.safe_dump({"stages": rendered}, sort_keys=False, width=120)
-    return HEADER.format(params_file=params_file) + text
+        if len({_shape(body) for _, body in members}) != 1:
+            raise ValueError(f"dvc stages {name}@* differ in shape; give them distinct families")
+        rendered[name] = _family(members)
+    rendered = {name: _wrap_params(stage, params_file) for name, stage in rendered.items()}
+    return HEADER.format(params_file=params_file) + yaml.safe_dump({"stages": rendered}, sort_keys=False, width=120)
