@@ -104,6 +104,6 @@ def fidelity_metrics(generated: torch.Tensor, reference: torch.Tensor, wanted: l
     if "kid" in wanted:
         # Each resample averages fewer random subsets than the point estimate: the CI is about the images.
         value = kid(generated, reference, 100, seed)
-        low, high = bootstrap_ci(n, lambda idx: kid(generated[idx], reference, 10, seed), resamples, confidence, seed, value)
+        low, high = bootstrap_ci(n, lambda idx: kid(generated[idx], reference, 5, seed), resamples, confidence, seed, value)
         out["kid"] = {"value": value, "ci_low": low, "ci_high": high, "n": n}
     return out
