@@ -43,14 +43,15 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="diffscale-bench-"))
     study = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
     study["prompt_sets"]["toy-captions"]["size"] = args.prompts
+    study["report"] = {"reference_steps": max(args.steps)}
     study["grids"] = [{"models": ["toy-w16"], "samplers": ["ddim"], "steps": args.steps, "guidance": args.guidance,
                        "prompt_sets": ["toy-captions"]}]
     study_file = work / "study.yaml"
     study_file.write_text(yaml.safe_dump(study))
     env = os.environ | {"PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"]}
-    subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(work), "--configfile",
-                    str(study_file), "--cores", "2", "--quiet", "all", "results/smoke/models/toy-w16",
-                    "results/smoke/prompts/toy-captions.jsonl"], check=True, env=env, capture_output=True)
+    targets = ["results/smoke/models/toy-w16", "results/smoke/prompts/toy-captions.jsonl"]
+    subprocess.run([sys.executable, "-m", "snakemake", *targets, "-s", str(REPO / "Snakefile"), "-d", str(work),
+                    "--cores", "2", "--configfile", str(study_file)], check=True, env=env, capture_output=True)
     from diffscale.cells import expand
     from diffscale.config import resolve
 
