@@ -27,6 +27,10 @@ def _number(value: float) -> str:
     return f"{value:g}"
 
 
+def _search_tag(search: str) -> str:
+    return "nosearch" if search == "none" else search
+
+
 @dataclass(frozen=True, order=True)
 class Cell:
     """One (model, sampler, steps, guidance, search) configuration applied to one prompt set."""
@@ -40,8 +44,8 @@ class Cell:
 
     @property
     def id(self) -> str:
-        search = "nosearch" if self.search == "none" else self.search
-        return f"{self.model}__{self.sampler}__steps{self.steps}__cfg{_number(self.guidance)}__{search}__{self.prompt_set}"
+        return (f"{self.model}__{self.sampler}__steps{self.steps}__cfg{_number(self.guidance)}"
+                f"__{_search_tag(self.search)}__{self.prompt_set}")
 
     @classmethod
     def from_id(cls, cell_id: str) -> "Cell":
@@ -77,8 +81,7 @@ class Block:
 
     @property
     def id(self) -> str:
-        search = "nosearch" if self.search == "none" else self.search
-        return f"{self.model}__{self.sampler}__{search}__{self.prompt_set}"
+        return f"{self.model}__{self.sampler}__{_search_tag(self.search)}__{self.prompt_set}"
 
 
 def expand(params: dict) -> list[Cell]:

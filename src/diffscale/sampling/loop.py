@@ -78,7 +78,8 @@ def denoise(
     for i, t in enumerate(scheduler.timesteps):
         model_input = scheduler.scale_model_input(latents, t)
         epsilon = guided_epsilon(denoiser, model_input, t, cond, uncond, guidance)
-        x0 = x0_from_epsilon(scheduler, latents, epsilon, t)
+        # x0 before the step: sigma-based schedulers advance their step index inside `step`.
+        x0 = x0_from_epsilon(scheduler, latents, epsilon, t) if keep_x0 or on_step is not None else None
         # Only stochastic schedulers take a generator (deterministic ones reject the argument).
         noise_source = {"generator": generators} if generators is not None else {}
         latents = scheduler.step(epsilon, t, latents, return_dict=True, **noise_source).prev_sample
