@@ -305,12 +305,16 @@ def joint_frontier_plot(
         ax.annotate(str(number), (point[cost], point["value"]), xytext=(5, 4), textcoords="offset points",
                     fontsize=8, weight="bold")
     _log_x(ax)
+    _log_y_if_wide(ax, points, metric)
     ax.set(xlabel=COST_LABELS.get(cost, cost), ylabel=_metric_axis_label(metric),
            title=f"Every configuration and the frontier: {metric_name(metric)} vs cost per image")
     handles, names = ax.get_legend_handles_labels()
     ax.get_legend().remove()
+    if points["search"].nunique() == 1:  # a single marker style says nothing: keep the models only
+        keep = names.index("search") if "search" in names else len(names)
+        handles, names = handles[:keep], names[:keep]
     names = ["model (params):" if n == "model" else "search:" if n == "search" else n for n in names]
-    figure.legend(handles, names, loc="outside lower center", ncols=min(len(handles), 8), frameon=False)
+    figure.legend(handles, names, loc="outside lower center", ncols=min(len(handles), 4), frameon=False)
     listing.axis("off")
     listing.text(0, 1, "Frontier, cheapest first:\n" + "\n".join(lines), va="top", fontsize=7.5,
                  transform=listing.transAxes)
