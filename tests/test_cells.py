@@ -12,12 +12,19 @@ def test_cell_id_round_trips_including_odd_characters():
     cell = Cell("toy-w8", "dpmsolver++", 20, 7.5, "toy-captions")
     assert cell.id == "toy-w8__dpmsolver++__steps20__cfg7.5__nosearch__toy-captions"
     assert Cell.from_id(cell.id) == cell
+    searched = Cell("toy-w8", "ddpm", 5, 2.0, "toy-captions", "fk-steering", "self-consistency", 8)
+    assert searched.id == "toy-w8__ddpm__steps5__cfg2__fk-steering+self-consistency+n8__toy-captions"
+    assert searched.block.id == "toy-w8__ddpm__fk-steering+self-consistency__toy-captions"
+    assert Cell.from_id(searched.id) == searched
 
 
 def test_expand_is_the_deduplicated_product_of_the_grids(repo):
     params = load(repo / "config" / "smoke.yaml")
     cells = expand(params)
-    assert len(cells) == len({c.id for c in cells}) == 5
+    plain = 2 * 2 + 1 + 1  # size-vs-steps, compositional, the DDPM baseline of FK steering
+    searched = 2 + 1 + 1 + 1  # random at budgets 1 and 2, paths, zero-order, FK steering
+    assert len(cells) == len({c.id for c in cells}) == plain + searched
+    assert sum(c.search != "none" for c in cells) == searched
     assert cells == sorted(cells)
     params["grids"].append(params["grids"][0])
     assert expand(params) == cells
@@ -48,4 +55,4 @@ def test_blocks_group_cells_that_share_model_sampler_and_prompts(repo):
     assert sum(len(c) for c in grouped.values()) == len(expand(params))
     for block, cells in grouped.items():
         assert {c.block for c in cells} == {block}
-        assert len({(c.steps, c.guidance) for c in cells}) == len(cells)
+        assert len({(c.steps, c.guidance, c.budget) for c in cells}) == len(cells)

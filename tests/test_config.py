@@ -86,3 +86,33 @@ def test_derived_seeds_are_stable_and_distinct():
     assert derive_seed(0, "a", 1) == derive_seed(0, "a", 1)
     assert derive_seed(0, "a", 1) != derive_seed(0, "a", 2)
     assert 0 <= derive_seed("x") < 2**63
+
+
+def test_search_needs_defined_verifiers_and_fitting_samplers(smoke):
+    smoke["grids"].append({
+        "models": ["toy-w16"], "samplers": ["dpmsolver++"], "steps": [4], "guidance": [2.0], "prompt_sets": ["toy-captions"],
+        "search": {"algorithms": ["fk-steering", "paths"], "verifiers": ["orcale", "self-consistency"], "budgets": [2]},
+    })
+    with pytest.raises(ParamsError) as error:
+        resolve(smoke)
+    message = str(error.value)
+    assert "'orcale' is not defined under `verifiers`" in message and "'oracle'" in message
+    assert "fk-steering search needs a stochastic sampler, not 'dpmsolver++'" in message and "ddpm" in message
+    assert "paths search needs a resumable sampler" in message and "ddim" in message
+    assert "verifier 'self-consistency' compares a whole trajectory" in message
+
+
+def test_unknown_search_algorithm_and_verifier_kind_list_the_known_ones(smoke):
+    smoke["grids"][-1]["search"]["algorithms"] = ["beam"]
+    smoke["verifiers"]["oracle"]["kind"] = "oralce"
+    with pytest.raises(ParamsError) as error:
+        resolve(smoke)
+    message = str(error.value)
+    assert "'beam' is not allowed" in message and "zero-order" in message
+    assert "'oralce' is not allowed" in message and "clip-score" in message
+
+
+def test_ensemble_members_must_be_other_verifiers(smoke):
+    smoke["verifiers"]["ensemble"]["members"] = ["oracle", "nope"]
+    with pytest.raises(ParamsError, match="verifiers.ensemble.members: 'nope' is not another defined verifier"):
+        resolve(smoke)

@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from diffscale.cells import Paths, blocks, expand
 from diffscale.config import load
 from diffscale.dag import nodes
 from diffscale.dvc import render_dvc_yaml
+from diffscale.search import paths as search_paths
 
 pytestmark = pytest.mark.engine
 
@@ -42,8 +44,21 @@ def node_name(command: str) -> str:
     words = command.split()
     if words[0] == "toy":
         return f"prompts@{words[-1]}" if words[1] == "prompts" else f"toy-{words[1]}"
+    if words[0] == "sample" and "+" in words[-1]:  # a search block (`algorithm+verifier` in its id)
+        return f"search@{words[-1]}"
     return {"model": "model@", "sample": "sample@", "score": "score@"}.get(words[0], words[0]) + (
         words[-1] if words[0] in ("model", "sample", "score") else "")
+
+
+def trajectory_steps(cell, params) -> int:
+    """Denoiser steps per image slot: the NFE formula of each search algorithm (see diffscale.search)."""
+    if cell.search == "none":
+        return cell.steps
+    if cell.search == "paths":
+        options = params["search"]["paths"]
+        start, spans = search_paths.rounds(cell.steps, options["start"], options["forward"], options["backward"])
+        return cell.budget * start + cell.budget * options["copies"] * sum(end - begin for begin, end in spans)
+    return cell.budget * cell.steps
 
 
 def run(cmd: list[str], cwd: Path) -> str:
@@ -136,7 +151,8 @@ def test_outputs_are_sane(engine, snakemake_runs, dvc_runs, smoke_params):
         records = [json.loads(line) for line in (samples / "records.jsonl").read_text().splitlines()]
         ledger = json.loads((samples / "ledger.json").read_text())
         assert len(records) == ledger["n_images"] == smoke_params["prompt_sets"][cell.prompt_set]["size"]
-        assert ledger["nfe_per_image"] == 2 * cell.steps  # DDIM with CFG: one pair per step
+        assert ledger["nfe_per_image"] == 2 * trajectory_steps(cell, smoke_params)  # CFG: one pair per step
+        assert (ledger["verifier_images"] > 0) == (cell.search != "none")
         assert ledger["gflops_per_nfe"] > 0
         pixels = np.stack([np.asarray(Image.open(samples / r["file"])) for r in records])
         assert pixels.shape[1:] == (32, 32, 3)
@@ -147,6 +163,22 @@ def test_outputs_are_sane(engine, snakemake_runs, dvc_runs, smoke_params):
     assert {"fid", "kid", "clip_score", "compositional_accuracy", "oracle_confidence"} <= set(table["metric"])
     html = (work / "reports" / "smoke" / "index.html").read_text()
     assert "<img" in html
+
+
+def test_search_with_one_candidate_is_the_no_search_cell_and_more_candidates_do_better(snakemake_runs, smoke_params):
+    paths = Paths.of(smoke_params)
+    work = snakemake_runs["work"]
+    searched = {c.budget: c for c in expand(smoke_params) if c.search == "random"}
+    plain = replace(searched[1], search="none", verifier="none", budget=0)
+    for png in sorted((work / paths.samples(plain) / "images").iterdir()):
+        assert png.read_bytes() == (work / paths.samples(searched[1]) / "images" / png.name).read_bytes()
+
+    def verifier_scores(cell):
+        records = (work / paths.samples(cell) / "records.jsonl").read_text().splitlines()
+        return np.array([json.loads(r)["verifier_scores"][cell.verifier] for r in records])
+
+    one, two = verifier_scores(searched[1]), verifier_scores(searched[2])
+    assert (two >= one).all() and (two > one).any()  # nested candidates: the anytime curve only rises
 
 
 def test_same_params_give_the_same_images(snakemake_runs, dvc_runs, smoke_params):

@@ -31,7 +31,8 @@ def run(unet, sampler, steps, guidance, batch=3, keep_x0=False, seeds=None):
     counter = RowCounter(unet)
     try:
         with torch.no_grad():
-            trajectory = denoise(denoiser, scheduler, noise, cond, uncond, guidance, steps,
+            trajectory = denoise(denoiser, scheduler, noise, {"encoder_hidden_states": cond},
+                                 {"encoder_hidden_states": uncond}, guidance, steps,
                                  generators=generators if SAMPLERS[sampler].stochastic else None, keep_x0=keep_x0)
     finally:
         counter.handle.remove()

@@ -19,21 +19,29 @@ from diffscale.config import ParamsError
 
 _ID = re.compile(
     r"^(?P<model>[a-z0-9][a-z0-9.-]*)__(?P<sampler>[a-z0-9+-]+)__steps(?P<steps>\d+)__cfg(?P<guidance>[0-9.]+)"
-    r"__(?P<search>[a-z0-9-]+)__(?P<prompt_set>[a-z0-9-]+)$"
+    r"__(?P<search>nosearch|[a-z0-9-]+\+[a-z0-9-]+\+n\d+)__(?P<prompt_set>[a-z0-9-]+)$"
 )
+_SEARCH = re.compile(r"^(?P<search>[a-z0-9-]+)\+(?P<verifier>[a-z0-9-]+)\+n(?P<budget>\d+)$")
 
 
 def _number(value: float) -> str:
     return f"{value:g}"
 
 
-def _search_tag(search: str) -> str:
-    return "nosearch" if search == "none" else search
+def _search_tag(search: str, verifier: str, budget: int | None = None) -> str:
+    """`nosearch`, or `algorithm+verifier` (a block) and `algorithm+verifier+nBUDGET` (a cell)."""
+    if search == "none":
+        return "nosearch"
+    return f"{search}+{verifier}" + ("" if budget is None else f"+n{budget}")
 
 
 @dataclass(frozen=True, order=True)
 class Cell:
-    """One (model, sampler, steps, guidance, search) configuration applied to one prompt set."""
+    """One (model, sampler, steps, guidance, search) configuration applied to one prompt set.
+
+    A search cell also names the verifier that guides the search and its budget: the number of
+    candidates, trajectories, paths or particles (see `diffscale.search`); no search is budget 0.
+    """
 
     model: str
     sampler: str
@@ -41,11 +49,13 @@ class Cell:
     guidance: float
     prompt_set: str
     search: str = "none"
+    verifier: str = "none"
+    budget: int = 0
 
     @property
     def id(self) -> str:
         return (f"{self.model}__{self.sampler}__steps{self.steps}__cfg{_number(self.guidance)}"
-                f"__{_search_tag(self.search)}__{self.prompt_set}")
+                f"__{_search_tag(self.search, self.verifier, self.budget)}__{self.prompt_set}")
 
     @classmethod
     def from_id(cls, cell_id: str) -> "Cell":
@@ -53,18 +63,21 @@ class Cell:
         if not match:
             raise ValueError(f"not a cell id: {cell_id!r} (expected model__sampler__stepsN__cfgG__search__promptset)")
         fields = match.groupdict()
+        search = _SEARCH.match(fields["search"])
         return cls(
             model=fields["model"],
             sampler=fields["sampler"],
             steps=int(fields["steps"]),
             guidance=float(fields["guidance"]),
             prompt_set=fields["prompt_set"],
-            search="none" if fields["search"] == "nosearch" else fields["search"],
+            search=search["search"] if search else "none",
+            verifier=search["verifier"] if search else "none",
+            budget=int(search["budget"]) if search else 0,
         )
 
     @property
     def block(self) -> "Block":
-        return Block(self.model, self.sampler, self.prompt_set, self.search)
+        return Block(self.model, self.sampler, self.prompt_set, self.search, self.verifier)
 
     def as_dict(self) -> dict:
         return asdict(self) | {"cell": self.id, "block": self.block.id}
@@ -72,26 +85,37 @@ class Cell:
 
 @dataclass(frozen=True, order=True)
 class Block:
-    """The cells one job samples: one model, sampler, search and prompt set; every step count and guidance."""
+    """The cells one job samples: one model, sampler, prompt set, search algorithm and verifier; every
+    step count, guidance scale and search budget."""
 
     model: str
     sampler: str
     prompt_set: str
     search: str = "none"
+    verifier: str = "none"
 
     @property
     def id(self) -> str:
-        return f"{self.model}__{self.sampler}__{_search_tag(self.search)}__{self.prompt_set}"
+        return f"{self.model}__{self.sampler}__{_search_tag(self.search, self.verifier)}__{self.prompt_set}"
 
 
 def expand(params: dict) -> list[Cell]:
-    """Every cell of every grid, without duplicates, in a stable order."""
+    """Every cell of every grid, without duplicates, in a stable order.
+
+    A grid with `search` also gets its no-search baselines: the same points without search, which
+    are what a budget of one candidate reproduces image for image.
+    """
     cells = set()
     for grid in params["grids"]:
+        search = grid.get("search")
         for model, sampler, steps, guidance, prompt_set in itertools.product(
             grid["models"], grid["samplers"], grid["steps"], grid["guidance"], grid["prompt_sets"]
         ):
-            cells.add(Cell(model, sampler, int(steps), float(guidance), prompt_set))
+            plain = Cell(model, sampler, int(steps), float(guidance), prompt_set)
+            cells.add(plain)
+            if search:
+                for algorithm, verifier, budget in itertools.product(search["algorithms"], search["verifiers"], search["budgets"]):
+                    cells.add(Cell(model, sampler, int(steps), float(guidance), prompt_set, algorithm, verifier, int(budget)))
     return sorted(cells)
 
 

@@ -17,7 +17,7 @@ from diffscale.config import ParamsError, load
 
 log = logging.getLogger("diffscale")
 
-TOY_ARTIFACTS = ("dataset", "reference", "prompts", "autoencoder", "text-encoder", "oracle", "clip")
+TOY_ARTIFACTS = ("dataset", "reference", "prompts", "autoencoder", "text-encoder", "oracle", "judge", "clip")
 
 
 def _study(args) -> tuple[dict, cells_module.Paths]:
@@ -48,7 +48,8 @@ def cmd_toy(args) -> None:
         return log.info("wrote %s", paths.prompt_set(args.name))
     builders = {
         "dataset": build.build_dataset, "reference": build.build_reference, "autoencoder": build.build_autoencoder,
-        "text-encoder": build.build_text_encoder, "oracle": build.build_oracle, "clip": build.build_clip,
+        "text-encoder": build.build_text_encoder, "oracle": build.build_oracle, "judge": build.build_judge,
+        "clip": build.build_clip,
     }
     builders[args.artifact](params, paths)
     log.info("built toy %s for study %s", args.artifact, params["study"])

@@ -26,6 +26,7 @@ DEFAULTS: dict[str, Any] = {
         "text_encoder": {"width": 64, "layers": 2, "steps": 300, "batch_size": 128, "lr": 2e-3},
         "denoiser": {"steps": 600, "batch_size": 64, "lr": 2e-3, "uncond_probability": 0.1},
         "oracle": {"width": 16, "steps": 1200, "batch_size": 128, "lr": 3e-3},
+        "judge": {"width": 16, "steps": 1200, "batch_size": 128, "lr": 3e-3},
         "clip": {"width": 64, "layers": 2, "steps": 400, "batch_size": 128, "lr": 1e-3},
     },
     "sampling": {"batch_size": 256, "replicates": 1},
@@ -35,6 +36,13 @@ DEFAULTS: dict[str, Any] = {
         "confidence": 0.95,
     },
     "report": {},
+    "verifiers": {},
+    "search": {
+        "zero-order": {"radius": 0.5, "neighbours": 3, "restart": "keep"},
+        "paths": {"copies": 2, "start": 0.5, "forward": 1, "backward": 2},
+        "fk-steering": {"lambda": 10.0, "potential": "difference", "interval": 2, "select": "best"},
+        "self_consistency_level": 0.5,
+    },
 }
 
 
@@ -87,6 +95,7 @@ def validate(params: dict, source: str = "params") -> None:
             for name in grid[field]:
                 if name not in known:
                     problems.append(f"grids.{i}.{field}: {name!r} is not defined; defined: {sorted(known)}")
+    problems += _search_problems(params)
     reference = params.get("report", {}).get("reference_model")
     if reference is not None and reference not in params["models"]:
         problems.append(f"report.reference_model: {reference!r} is not defined; defined: {sorted(params['models'])}")
@@ -97,6 +106,43 @@ def validate(params: dict, source: str = "params") -> None:
                             f"allowed: {sorted(steps)}")
     if problems:
         raise ParamsError(f"{source}: invalid study parameters:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def _search_problems(params: dict) -> list[str]:
+    """Verifier names must exist, and each algorithm needs a sampler and verifiers it can work with."""
+    from diffscale.sampling.samplers import SAMPLERS
+    from diffscale.search import ALGORITHMS
+
+    problems, verifiers = [], params.get("verifiers", {})
+    for name, spec in verifiers.items():
+        for member in spec.get("members", []):
+            if member not in verifiers or member == name:
+                problems.append(f"verifiers.{name}.members: {member!r} is not another defined verifier; defined: {sorted(verifiers)}")
+    def needs_intermediate(name, seen=()):
+        spec = verifiers.get(name, {})
+        return spec.get("kind") == "self-consistency" or any(
+            needs_intermediate(m, seen + (name,)) for m in spec.get("members", []) if m not in seen)
+    for i, grid in enumerate(params["grids"]):
+        search = grid.get("search")
+        if not search:
+            continue
+        for name in search["verifiers"]:
+            if name not in verifiers:
+                problems.append(f"grids.{i}.search.verifiers: {name!r} is not defined under `verifiers`; defined: {sorted(verifiers)}")
+        for algorithm in search["algorithms"]:
+            needs = ALGORITHMS[algorithm].needs
+            if needs != "any":
+                allowed = sorted(n for n, s in SAMPLERS.items() if getattr(s, needs))
+                for sampler in grid["samplers"]:
+                    if sampler not in allowed:
+                        problems.append(f"grids.{i}.samplers: {algorithm} search needs a {needs} sampler, not {sampler!r}; "
+                                        f"allowed: {allowed}")
+            if not ALGORITHMS[algorithm].whole_trajectories:
+                for name in search["verifiers"]:
+                    if needs_intermediate(name):
+                        problems.append(f"grids.{i}.search: verifier {name!r} compares a whole trajectory's x0 predictions, "
+                                        f"which {algorithm} search never has; use it with random or zero-order")
+    return problems
 
 
 def resolve(raw: dict, source: str = "params") -> dict:

@@ -45,6 +45,7 @@ def toy_nodes(params: dict, paths: Paths) -> list[Node]:
         _toy("autoencoder", (dataset,), (str(paths.component("autoencoder")),), ("toyworld.autoencoder",)),
         _toy("text-encoder", (dataset,), (str(paths.component("text_encoder")),), ("toyworld.text_encoder",)),
         _toy("oracle", (dataset, str(paths.reference)), (str(paths.component("oracle")),), ("toyworld.oracle",)),
+        _toy("judge", (dataset, str(paths.reference)), (str(paths.component("judge")),), ("toyworld.judge",)),
         _toy("clip", (dataset,), (str(paths.component("clip")),), ("toyworld.clip",)),
     ]
 
@@ -66,20 +67,27 @@ def model_node(params: dict, paths: Paths, name: str) -> Node:
     return Node(f"{family}@{name}", ("model", "--name", name), deps, (str(paths.model(name)),), keys)
 
 
+def toy_judges(params: dict, paths: Paths) -> tuple[str, ...]:
+    """The toy world's oracle and CLIP: search verifiers and metrics read them wherever the toy world is used."""
+    return (str(paths.component("oracle")), str(paths.component("clip"))) if uses_toyworld(params) else ()
+
+
 def sample_node(params: dict, paths: Paths, block: Block) -> Node:
-    return Node(
-        f"sample@{block.id}", ("sample", "--block", block.id),
-        (str(paths.model(block.model)), str(paths.prompt_set(block.prompt_set))),
-        (str(paths.block_samples(block)),),
-        ("seed", "sampling", "device", f"models.{block.model}"),
-        tuple(c.id for c in blocks(params)[block]),
-    )
+    deps = (str(paths.model(block.model)), str(paths.prompt_set(block.prompt_set)))
+    keys = ("seed", "sampling", "device", f"models.{block.model}")
+    if block.search != "none":
+        deps += toy_judges(params, paths)
+        keys += (f"search.{block.search}", "search.self_consistency_level", "verifiers")
+    # Search blocks also depend on their verifier; a DVC family needs one shape, so they are a family of their own.
+    family = "sample" if block.search == "none" else "search"
+    return Node(f"{family}@{block.id}", ("sample", "--block", block.id), deps, (str(paths.block_samples(block)),), keys,
+                tuple(c.id for c in blocks(params)[block]))
 
 
 def score_node(params: dict, paths: Paths, block: Block) -> Node:
     deps = [str(paths.block_samples(block)), str(paths.prompt_set(block.prompt_set))]
     if uses_toyworld(params):
-        deps += [str(paths.reference), str(paths.component("oracle")), str(paths.component("clip"))]
+        deps += [str(paths.reference), str(paths.component("judge")), *toy_judges(params, paths)]
     return Node(f"score@{block.id}", ("score", "--block", block.id), tuple(deps), (str(paths.block_scores(block)),),
                 ("seed", "scoring"), tuple(c.id for c in blocks(params)[block]))
 

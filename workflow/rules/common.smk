@@ -14,7 +14,7 @@ except ParamsError as error:
 
 PATHS = Paths.of(PARAMS)
 NODES = {node.stage: node for node in dag.nodes(PARAMS, PATHS)}
-BLOCK_IDS = [stage.split("@", 1)[1] for stage in NODES if stage.startswith("sample@")]
+BLOCK_IDS = [stage.split("@", 1)[1] for stage in NODES if stage.split("@")[0] in ("sample", "search")]
 GPUS = 0 if PARAMS["device"] == "cpu" else 1
 
 
@@ -42,6 +42,11 @@ def node_params(stage):
 def model_stage(wildcards):
     """Model nodes are named by source (`model@x`, `local-model@x`); find the one of this model."""
     return next(s for s in NODES if s.split("@")[-1] == wildcards.model and "model@" in s)
+
+
+def sample_node(wildcards):
+    """Sampling nodes are `sample@block`, or `search@block` for a search block (it also needs its verifier)."""
+    return NODES.get(f"sample@{wildcards.block}") or NODES[f"search@{wildcards.block}"]
 
 
 def log_file(*parts):

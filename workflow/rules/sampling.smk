@@ -1,15 +1,15 @@
-# Sampling: one job per block (model x sampler x prompt set) loads the model once and writes, for each
-# of the block's cells, its images, per-image records and cost ledger (atomically).
+# Sampling: one job per block (model x sampler x prompt set x search and verifier) loads the model once
+# and writes, for each of the block's cells, its images, per-image records and cost ledger (atomically).
 
 
 rule sample:
     input:
-        node_inputs("sample@{block}"),
+        lambda w: list(sample_node(w).deps),
     output:
         directory(str(PATHS.block_samples("{block}"))),
     params:
         study=STUDY_FILE,
-        values=node_params("sample@{block}"),
+        values=lambda w: sample_node(w).param_values(PARAMS),
     threads: PARAMS["threads"]
     resources:
         gpu=GPUS,

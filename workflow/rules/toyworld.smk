@@ -1,5 +1,5 @@
 # The toy world: dataset, FID reference, prompt sets and the trained components (autoencoder, text
-# encoder, oracle classifier, tiny CLIP). Each rule calls `diffscale toy <artifact>`.
+# encoder, oracle classifier, the independent judge behind compositional accuracy, tiny CLIP). Each rule calls `diffscale toy <artifact>`.
 
 
 rule toy_dataset:
@@ -93,6 +93,23 @@ rule toy_oracle:
         log_file("toy", "oracle.log"),
     shell:
         "diffscale --params {params.study:q} toy oracle 2> {log:q}"
+
+
+rule toy_judge:
+    input:
+        node_inputs("toy-judge"),
+    output:
+        directory(PATHS.component("judge")),
+    params:
+        study=STUDY_FILE,
+        values=node_params("toy-judge"),
+    threads: PARAMS["threads"]
+    conda:
+        "../envs/diffscale.yaml"
+    log:
+        log_file("toy", "judge.log"),
+    shell:
+        "diffscale --params {params.study:q} toy judge 2> {log:q}"
 
 
 rule toy_clip:

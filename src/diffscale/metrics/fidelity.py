@@ -1,4 +1,4 @@
-"""FID and KID through torch-fidelity, with the toy oracle registered as its feature extractor.
+"""FID, KID and precision/recall through torch-fidelity, with the toy oracle registered as its feature extractor.
 
 torch-fidelity owns feature extraction and the metric formulas; this module only registers the toy
 feature extractor and bootstraps the metrics over a cell's images from the extracted features.
@@ -12,6 +12,7 @@ import torch_fidelity
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_features_to_statistics, fid_statistics_to_metric
 from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, kid_features_to_metric
+from torch_fidelity.metric_prc import KEY_METRIC_PRECISION, KEY_METRIC_RECALL, prc_features_to_metric
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
 
@@ -91,9 +92,15 @@ def kid(generated: torch.Tensor, reference: torch.Tensor, subsets: int = 100, se
     )[KEY_METRIC_KID_MEAN]
 
 
+def precision_recall(generated: torch.Tensor, reference: torch.Tensor) -> dict[str, float]:
+    """Kynkaanniemi et al.'s improved precision (fidelity) and recall (diversity: how much of the data it covers)."""
+    out = prc_features_to_metric(generated, reference, prc_neighborhood=3, prc_batch_size=10000, save_cpu_ram=True, verbose=False)
+    return {"precision": out[KEY_METRIC_PRECISION], "recall": out[KEY_METRIC_RECALL]}
+
+
 def fidelity_metrics(generated: torch.Tensor, reference: torch.Tensor, wanted: list[str], resamples: int,
                      confidence: float, seed: int) -> dict[str, dict]:
-    """FID/KID of the cell against the reference, each with a bootstrap CI over the cell's images."""
+    """FID/KID/precision/recall of the cell against the reference, each with a bootstrap CI over its images."""
     n = len(generated)
     out = {}
     if "fid" in wanted:
@@ -106,4 +113,9 @@ def fidelity_metrics(generated: torch.Tensor, reference: torch.Tensor, wanted: l
         value = kid(generated, reference, 100, seed)
         low, high = bootstrap_ci(n, lambda idx: kid(generated[idx], reference, 5, seed), resamples, confidence, seed, value)
         out["kid"] = {"value": value, "ci_low": low, "ci_high": high, "n": n}
+    for name in ("precision", "recall"):
+        if name in wanted:
+            value = precision_recall(generated, reference)[name]
+            low, high = bootstrap_ci(n, lambda idx: precision_recall(generated[idx], reference)[name], resamples, confidence, seed, value)
+            out[name] = {"value": value, "ci_low": low, "ci_high": high, "n": n}
     return out

@@ -14,10 +14,10 @@ from diffscale.cells import Block, Cell, Paths
 from diffscale.config import derive_seed
 from diffscale.metrics import clipscore, compositional, fidelity
 from diffscale.metrics.bootstrap import mean_with_ci
-from diffscale.toyworld import oracle
+from diffscale.toyworld import judge, oracle
 
 # Metrics that compare against the data distribution need prompts drawn like the data.
-DISTRIBUTION_METRICS = ("fid", "kid")
+DISTRIBUTION_METRICS = ("fid", "kid", "precision", "recall")
 
 
 def load_cell_images(samples: Path) -> tuple[list[dict], list[Image.Image]]:
@@ -31,7 +31,9 @@ class Judges:
 
     def __init__(self, params: dict, paths: Paths, wanted: set[str]):
         self.oracle_dir = str(paths.component("oracle"))
-        self.classifier = oracle.load(paths.component("oracle")) if wanted & {"compositional_accuracy", "oracle_confidence"} else None
+        # The oracle may guide search, so the accuracy metric reads images with the independent judge.
+        self.oracle = oracle.load(paths.component("oracle")) if "oracle_confidence" in wanted else None
+        self.judge = judge.load(paths.component("judge")) if "compositional_accuracy" in wanted else None
         self.reference_features = None
         if wanted & set(DISTRIBUTION_METRICS):
             with np.load(paths.reference) as reference:
@@ -61,10 +63,11 @@ def score_cell(params: dict, cell: Cell, samples: Path, labels_by_id: dict, judg
         for name, value in fidelity.fidelity_metrics(features, judges.reference_features, wanted, resamples, confidence, seed).items():
             results[name] = value | {"details": details}
 
-    if judges.classifier is not None:
-        for name, values in compositional.per_image(judges.classifier, pixels, labels).items():
-            if name in wanted:
-                results[name] = mean_with_ci(values, resamples, confidence, seed) | {"details": {"judge": "toy oracle"}}
+    for name, classifier, judge_name in (("compositional_accuracy", judges.judge, "toy judge (independent of the oracle)"),
+                                         ("oracle_confidence", judges.oracle, "toy oracle")):
+        if classifier is not None:
+            values = compositional.per_image(classifier, pixels, labels)[name]
+            results[name] = mean_with_ci(values, resamples, confidence, seed) | {"details": {"judge": judge_name}}
 
     if judges.clip is not None and "clip_score" in wanted:
         values = judges.clip.cosine(images, [r["prompt"] for r in records]).numpy()

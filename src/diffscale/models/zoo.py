@@ -28,8 +28,11 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+UNSAFE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth")  # pickled weights: never loaded
+
+
 def weight_files(folder: Path) -> list[Path]:
-    return sorted(p for p in Path(folder).rglob("*") if p.suffix in (".safetensors", ".bin", ".ckpt", ".pt", ".pth"))
+    return sorted(p for p in Path(folder).rglob("*") if p.suffix in (".safetensors",) + UNSAFE_SUFFIXES)
 
 
 def prepare_local(entry: dict, out: Path) -> dict:
@@ -54,7 +57,9 @@ def resolve_folder(model_dir: Path) -> Path:
     """The diffusers folder behind a model directory of the DAG."""
     manifest = Path(model_dir) / MANIFEST
     if manifest.exists():
-        return Path(json.loads(manifest.read_text())["path"])
+        folder = Path(json.loads(manifest.read_text())["path"])
+        # A fetched folder lives inside the model directory and is recorded relative to it (see models.hub).
+        return folder if folder.is_absolute() else Path(model_dir) / folder
     return Path(model_dir)
 
 

@@ -46,6 +46,7 @@ PALETTE = "flare"  # sequential: light for small models, dark for large ones
 COST_LABELS = {
     "relative_cost": "sampling cost (normalized model cost x steps)",
     "gflops_per_image": "denoiser GFLOPs per image (incl. CFG and search)",
+    "total_gflops_per_image": "total GFLOPs per image (denoiser + verifier)",
     "nfe_per_image": "NFEs per image (CFG pair = 2, incl. search)",
     "seconds_per_image": "seconds per image",
 }

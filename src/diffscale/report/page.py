@@ -16,7 +16,7 @@ import pandas as pd
 from markupsafe import Markup
 
 from diffscale.atomic import atomic_directory, write_text
-from diffscale.report import figures
+from diffscale.report import figures, search
 from diffscale.report.analysis import (
     HEADLINE_METRICS,
     best_guidance,
@@ -47,6 +47,8 @@ PAPER_HEADLINE_COST = 3.0
 # The frontier of the primary metric is drawn in each unit; other metrics in GFLOPs only.
 FRONTIER_COSTS = {"gflops_per_image": "GFLOPs per image", "nfe_per_image": "NFEs per image",
                   "seconds_per_image": "seconds per image"}
+# With search, the fair cost also pays for the verifier: every headline metric is drawn against it too.
+TOTAL_COST = {"total_gflops_per_image": "total GFLOPs per image (denoiser + verifier)"}
 
 
 def load_metrics(path: Path) -> pd.DataFrame:
@@ -303,21 +305,32 @@ def _paper_section(
 def _frontier_section(df: pd.DataFrame, writer: _Writer) -> Section:
     section = Section("Joint frontier: model size, steps, guidance and search")
     primary = primary_metric(df)
-    plans = [(metric, "gflops_per_image") for metric in headline_metrics(df) or [primary]]
+    headline = headline_metrics(df) or [primary]
+    plans = [(metric, "gflops_per_image") for metric in headline]
+    if search.has_search(df):
+        if search.fair_cost(df) == search.FAIR_COST:
+            plans += [(metric, search.FAIR_COST) for metric in headline]
+        else:
+            section.note("The table has no verifier GFLOPs (total_gflops_per_image), so search is drawn at its "
+                         "denoiser cost only, which undercounts it.")
     plans += [(primary, cost) for cost in FRONTIER_COSTS if cost != "gflops_per_image"]
     for metric, cost in plans:
         frontier = joint_frontier(df, metric, cost)
         writer.save_table(f"frontier_{metric}_{cost}", frontier)
         figure = figures.joint_frontier_plot(df, writer.figure_dir, metric, cost)
-        missing = f"fewer than two configurations with {metric_name(metric)} and {FRONTIER_COSTS[cost]}."
+        missing = f"fewer than two configurations with {metric_name(metric)} and {_cost_unit(cost)}."
         writer.add_figure(section, figure, missing)
         if figure is not None:
             section.reading(_frontier_reading(df, frontier, metric, cost))
     return section
 
 
+def _cost_unit(cost: str) -> str:
+    return {**FRONTIER_COSTS, **TOTAL_COST}.get(cost, cost.replace("_", " "))
+
+
 def _frontier_reading(df: pd.DataFrame, frontier: pd.DataFrame, metric: str, cost: str) -> str:
-    unit, name = FRONTIER_COSTS[cost], metric_name(metric)
+    unit, name = _cost_unit(cost), metric_name(metric)
     best = frontier.iloc[-1]
     if len(frontier) == 1:
         summary = (f"one configuration is both the cheapest and the best ({name} {_num(best['value'])}): "
@@ -338,6 +351,84 @@ def _frontier_reading(df: pd.DataFrame, frontier: pd.DataFrame, metric: str, cos
         search_note = (f"{len(searches)} of its {len(frontier)} points {verb} search, the first at "
                        f"{_num(searches[cost].iloc[0])} {unit}: {config_label(searches.iloc[0])}.")
     return f"{_capitalized(name)} against {unit}: {summary} {search_note}"
+
+
+def _search_sections(df: pd.DataFrame, writer: _Writer) -> list[Section]:
+    """Ma et al.'s questions, each search configuration read against its no-search baseline; none without search."""
+    if not search.has_search(df):
+        return []
+    return [_search_scaling_section(df, writer), _search_verifier_section(df, writer),
+            _search_equal_compute_section(df, writer), _search_budget_section(df, writer)]
+
+
+def _search_scaling_section(df: pd.DataFrame, writer: _Writer) -> Section:
+    section = Section("Search: scaling with compute")
+    section.note(f"Search over initial noises with {search.models_note(df)}. Each line is one algorithm and verifier "
+                 "at fixed sampler, steps and guidance; it starts at the same configuration without search (cross).")
+    for cost in ("nfe_per_image", search.fair_cost(df)):
+        writer.add_figure(section, search.scaling_curves(df, writer.figure_dir, cost),
+                          f"no search configuration with a headline metric and {_cost_unit(cost)}.")
+    writer.save_table("search_scaling", search.search_lines(df))
+    for text in search.scaling_readings(df):
+        section.reading(text)
+    return section
+
+
+def _search_verifier_section(df: pd.DataFrame, writer: _Writer) -> Section:
+    section = Section("Search: verifiers vs evaluation metrics")
+    gains = search.verifier_gains(df)
+    matrix = search.verifier_metric_matrix(gains)
+    per_algorithm = search.verifier_metric_matrix(gains, by=["search"])
+    hacking = search.verifier_hacking(matrix)
+    writer.save_table("search_gains", gains)
+    writer.save_table("search_verifier_matrix", matrix, index=True)
+    writer.save_table("search_verifier_matrix_by_algorithm", per_algorithm, index=True)
+    writer.save_table("search_verifier_hacking", hacking)
+    writer.add_figure(section, search.verifier_matrix_plot(df, writer.figure_dir),
+                      "no search configuration has a no-search baseline.")
+    for text in search.verifier_readings(matrix, hacking):
+        section.reading(text)
+    if not matrix.empty:
+        shown = matrix.rename(columns=metric_name).map(lambda v: "" if pd.isna(v) else f"{v:+.1%}")
+        section.table("Relative change over no search at the largest budget (positive = better), mean over models "
+                      "and algorithms; rows: search verifier", shown, index=True)
+    return section
+
+
+def _search_equal_compute_section(df: pd.DataFrame, writer: _Writer) -> Section:
+    section = Section("Search: small model + search vs bigger model at equal compute")
+    comparison = search.equal_compute(df)
+    summary = search.equal_compute_summary(comparison)
+    writer.save_table("search_equal_compute", comparison)
+    writer.save_table("search_equal_compute_summary", summary)
+    writer.add_figure(section, search.equal_compute_plot(df, writer.figure_dir),
+                      "no searched model has a bigger model with a no-search configuration within its budget.")
+    for text in search.equal_compute_readings(df, comparison):
+        section.reading(text)
+    headline = summary[summary["metric"].isin(headline_metrics(df))]
+    if not headline.empty:
+        section.table("Small model + search vs the best no-search configuration of each bigger model within the same "
+                      "cost: search configurations won, lost, tied and unaffordable per budget", headline)
+    return section
+
+
+def _search_budget_section(df: pd.DataFrame, writer: _Writer) -> Section:
+    verifier = search.BUDGET_VERIFIER
+    section = Section(f"Search: FID and diversity vs budget ({verifier} verifier)")
+    effect = search.budget_effect(df, verifier)
+    trend = search.budget_trend(effect)
+    writer.save_table(f"search_budget_{verifier}", effect)
+    writer.save_table(f"search_budget_trend_{verifier}", trend)
+    writer.add_figure(section, search.budget_plot(df, writer.figure_dir, verifier),
+                      f"no search with the {verifier} verifier scored by FID or recall.")
+    for text in search.budget_readings(trend, verifier):
+        section.reading(text)
+    if not trend.empty:
+        columns = ["model", "search", "sampler", "steps", "metric", "baseline", "best_budget", "best_value",
+                   "largest_budget", "largest_value", "largest_ci_low", "largest_ci_high", "worse_at_largest"]
+        section.table(f"Per search line with the {verifier} verifier: no search, the best budget and the largest",
+                      trend[columns])
+    return section
 
 
 def _prompt_set_report(
@@ -361,6 +452,7 @@ def _prompt_set_report(
             _guidance_section(df, writer),
             _paper_section(df, writer, sampler, steps, reference_model),
         ]
+    sections += _search_sections(df, writer)
     sections.append(_frontier_section(df, writer))
     return PromptSetReport(writer.prompt_set, writer.slug, sections)
 

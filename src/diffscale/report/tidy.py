@@ -13,8 +13,9 @@ from diffscale.cells import Paths, expand
 
 COLUMNS = [
     "cell", "study", "model", "params", "sampler", "steps", "guidance", "search", "verifier", "search_budget",
-    "prompt_set", "nfe_per_image", "nfe_per_image_nocfg", "gflops_per_nfe", "gflops_per_image", "relative_cost",
-    "seconds_per_image", "metric", "value", "ci_low", "ci_high", "n",
+    "prompt_set", "nfe_per_image", "nfe_per_image_nocfg", "gflops_per_nfe", "gflops_per_image",
+    "verifier_gflops_per_image", "total_gflops_per_image", "relative_cost", "seconds_per_image",
+    "metric", "value", "ci_low", "ci_high", "n",
 ]
 
 
@@ -35,9 +36,12 @@ def tidy_table(params: dict, paths: Paths) -> pd.DataFrame:
         base = {
             "cell": cell.id, "study": params["study"], "model": cell.model, "params": ledger["denoiser_params"],
             "sampler": cell.sampler, "steps": cell.steps, "guidance": cell.guidance, "search": cell.search,
-            "verifier": "none", "search_budget": 0, "prompt_set": cell.prompt_set,
+            "verifier": cell.verifier, "search_budget": cell.budget, "prompt_set": cell.prompt_set,
             "nfe_per_image": ledger["nfe_per_image"], "nfe_per_image_nocfg": ledger["nfe_per_image_nocfg"],
             "gflops_per_nfe": ledger["gflops_per_nfe"], "gflops_per_image": ledger["gflops_per_image"],
+            # Search also pays for its verifier; the joint frontier compares configurations on the total.
+            "verifier_gflops_per_image": ledger["verifier_gflops_per_image"],
+            "total_gflops_per_image": ledger["gflops_per_image"] + ledger["verifier_gflops_per_image"],
             # Mei et al.'s sampling cost: normalised denoiser cost x evaluations (CFG not counted).
             "relative_cost": ledger["gflops_per_nfe"] / reference_gflops * ledger["nfe_per_image_nocfg"],
             "seconds_per_image": ledger["seconds_per_image"],

@@ -1,18 +1,21 @@
 """Sampling a block of cells: every (prompt, replicate) of the prompt set, for each cell of the block.
 
-The block loads its pipeline and encodes its prompts once; each cell then gets its own images, per-image
-records and cost ledger. Seeds follow the contract: image i draws its noise from (global seed, prompt
-id, prompt, replicate), so all cells of a study are paired image for image.
+The block loads its pipeline (and, for a search block, its verifier) and encodes its prompts once; each
+cell then gets its own images, per-image records and cost ledger. Seeds follow the contract: image i
+draws its noise from (global seed, prompt id, prompt, replicate), so all cells of a study are paired
+image for image, and a search's first candidate is the no-search image.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import time
 from pathlib import Path
 
 import torch
+from diffusers.image_processor import VaeImageProcessor
 from tqdm.auto import tqdm
 
 from diffscale import prompts as prompt_sets
@@ -20,9 +23,11 @@ from diffscale.atomic import atomic_directory
 from diffscale.cells import Block, Cell, Paths
 from diffscale.config import derive_seed
 from diffscale.models import denoiser_gflops_per_nfe, load_pipeline
+from diffscale.models.families import family_of
 from diffscale.models.zoo import pick_device
 from diffscale.sampling.loop import CountingDenoiser, denoise
 from diffscale.sampling.samplers import SAMPLERS, make_scheduler
+from diffscale.search import ALGORITHMS, SearchProblem
 
 
 def image_seed(global_seed: int, prompt: dict, replicate: int) -> int:
@@ -36,9 +41,24 @@ def initial_noise(seeds: list[int], shape: tuple[int, ...], device) -> tuple[tor
     return noise, generators
 
 
-def latent_shape(pipeline) -> tuple[int, int, int]:
-    size = pipeline.unet.config.sample_size
-    return pipeline.unet.config.in_channels, size, size
+def to_pil(images):
+    """Images in [0, 1] -> PIL, rounded as diffusers' image processor rounds them."""
+    return VaeImageProcessor.numpy_to_pil(images.permute(0, 2, 3, 1).float().cpu().numpy())
+
+
+def block_verifier(params: dict, block: Block, paths: Paths, device):
+    """The verifier guiding a search block, with the ensemble members it needs (toy judges if any)."""
+    from diffscale.cells import uses_toyworld
+    from diffscale.verifiers import VerifierResources, build_verifiers
+
+    wanted, specs = [block.verifier], {}
+    while wanted:
+        name = wanted.pop()
+        specs[name] = params["verifiers"][name]
+        wanted += [m for m in specs[name].get("members", []) if m not in specs]
+    toy = uses_toyworld(params)
+    resources = VerifierResources(oracle=paths.component("oracle") if toy else None, clip=paths.component("clip") if toy else None)
+    return build_verifiers(specs, resources, device)[block.verifier]
 
 
 class BlockSampler:
@@ -51,9 +71,11 @@ class BlockSampler:
         self.device = pick_device(params["device"])
         self.dtype = params["models"][block.model].get("dtype", "float32")
         self.pipeline = load_pipeline(paths.model(block.model), self.device, self.dtype)
-        self.shape = latent_shape(self.pipeline)
+        self.family = family_of(self.pipeline)
+        self.shape = self.family.latent_shape(self.pipeline)
         context = (self.pipeline.tokenizer.model_max_length, self.pipeline.text_encoder.config.hidden_size)
         self.gflops_per_nfe = denoiser_gflops_per_nfe(self.pipeline.unet, self.shape, context)
+        self.verifier = block_verifier(params, block, paths, self.device) if block.search != "none" else None
         self.load_seconds = time.perf_counter() - started
 
         started = time.perf_counter()
@@ -64,54 +86,84 @@ class BlockSampler:
         for start in range(0, len(items), size):
             batch = items[start : start + size]
             with torch.no_grad():
-                cond, uncond = self.pipeline.encode_prompt([p["prompt"] for p, _ in batch], self.device, 1, True)
+                cond, uncond = self.family.encode(self.pipeline, [p for p, _ in batch], self.device)
             self.batches.append((batch, cond, uncond))
         self.n_images = len(items)
         self.encode_seconds = time.perf_counter() - started
 
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.family.decode(self.pipeline, latents)
+
+    def search_problem(self, cell: Cell, denoiser, cond, uncond, seeds, prompts) -> SearchProblem:
+        steps_in = self.params["search"]["self_consistency_level"] * cell.steps
+        return SearchProblem(
+            denoiser=denoiser, make_scheduler=lambda: make_scheduler(cell.sampler, self.pipeline.scheduler.config),
+            stochastic=SAMPLERS[cell.sampler].stochastic, steps=cell.steps, guidance=cell.guidance,
+            cond=cond, uncond=uncond, seeds=seeds, prompts=prompts, shape=self.shape, decode=self.decode,
+            verifier=self.verifier, chunk=self.params["sampling"]["batch_size"],
+            intermediate_step=min(cell.steps - 1, int(steps_in)) if self.verifier.needs_intermediate else None,
+        )
+
     def sample(self, cell: Cell, out: Path, n_cells: int, progress: bool) -> None:
         seconds = {"load (block share)": self.load_seconds / n_cells, "encode_prompts (block share)": self.encode_seconds / n_cells,
-                   "denoise": 0.0, "decode": 0.0, "write": 0.0}
+                   "denoise (incl. search)": 0.0, "decode": 0.0, "write": 0.0}
         scheduler = make_scheduler(cell.sampler, self.pipeline.scheduler.config)
-        denoiser = CountingDenoiser(self.pipeline.unet)
+        denoiser = CountingDenoiser(self.family.backbone(self.pipeline))
         stochastic = SAMPLERS[cell.sampler].stochastic
+        verifier_before = dataclasses.replace(self.verifier.cost) if self.verifier else None
         records = []
         (out / "images").mkdir(parents=True)
         with tqdm(total=self.n_images, desc=cell.id, unit="img", disable=not progress, mininterval=2.0) as bar:
             for batch, cond, uncond in self.batches:
                 tick = time.perf_counter()
                 seeds = [image_seed(self.params["seed"], p, r) for p, r in batch]
-                noise, generators = initial_noise(seeds, self.shape, self.device)
                 nfe_before = denoiser.nfe
                 with torch.no_grad():
-                    latents = denoise(denoiser, scheduler, noise.to(cond.dtype), cond, uncond, cell.guidance, cell.steps,
-                                      generators=generators if stochastic else None).latents
+                    if cell.search == "none":
+                        noise, generators = initial_noise(seeds, self.shape, self.device)
+                        latents = denoise(denoiser, scheduler, noise.to(denoiser.model.dtype), cond, uncond, cell.guidance,
+                                          cell.steps, generators=generators if stochastic else None).latents
+                        found = None
+                    else:
+                        problem = self.search_problem(cell, denoiser, cond, uncond, seeds, [p["prompt"] for p, _ in batch])
+                        found = ALGORITHMS[cell.search].run(problem, cell.budget, self.params["search"].get(cell.search, {}))
+                        latents = found.latents
                 nfe_per_image = (denoiser.nfe - nfe_before) / len(batch)
-                seconds["denoise"] += time.perf_counter() - tick
+                seconds["denoise (incl. search)"] += time.perf_counter() - tick
 
                 tick = time.perf_counter()
-                with torch.no_grad():
-                    decoded = self.pipeline.vae.decode(latents / self.pipeline.vae.config.scaling_factor).sample
-                images = self.pipeline.image_processor.postprocess(decoded, output_type="pil")
+                images = to_pil(self.decode(latents))
                 seconds["decode"] += time.perf_counter() - tick
 
                 tick = time.perf_counter()
-                for (prompt, replicate), seed, image in zip(batch, seeds, images):
+                for i, ((prompt, replicate), seed, image) in enumerate(zip(batch, seeds, images)):
                     name = f"images/{len(records):05d}.png"
                     image.save(out / name)
-                    records.append({
+                    record = {
                         "index": len(records), "file": name, "prompt_id": prompt["id"], "prompt": prompt["prompt"],
                         "replicate": replicate, "seed": seed, "candidate": 0, "verifier_scores": {}, "nfe": nfe_per_image,
-                    })
+                    }
+                    if found is not None:
+                        record |= {"candidate": found.chosen[i], "verifier_scores": {cell.verifier: float(found.scores[i])},
+                                   "search": found.history[i]}
+                    records.append(record)
                 seconds["write"] += time.perf_counter() - tick
                 bar.update(len(batch))
         (out / "records.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
-        (out / "ledger.json").write_text(json.dumps(self.ledger(cell, denoiser, len(records), seconds), indent=2, sort_keys=True))
+        verifier = None
+        if self.verifier is not None:
+            after = self.verifier.cost
+            verifier = {"calls": after.calls - verifier_before.calls, "images": after.images - verifier_before.images,
+                        "gflops": after.gflops - verifier_before.gflops}
+        ledger = self.ledger(cell, denoiser, len(records), seconds, verifier)
+        (out / "ledger.json").write_text(json.dumps(ledger, indent=2, sort_keys=True))
 
-    def ledger(self, cell: Cell, denoiser: CountingDenoiser, n_images: int, seconds: dict) -> dict:
-        """NFEs as counted, the paper convention without CFG, FLOPs per NFE, and wall time by phase."""
+    def ledger(self, cell: Cell, denoiser: CountingDenoiser, n_images: int, seconds: dict, verifier: dict | None) -> dict:
+        """NFEs as counted, the paper convention without CFG, FLOPs per NFE, verifier cost and wall time by phase."""
         nfe = denoiser.nfe / n_images
-        per_image = sum(seconds[k] for k in ("encode_prompts (block share)", "denoise", "decode")) / n_images
+        per_image = sum(seconds[k] for k in ("encode_prompts (block share)", "denoise (incl. search)", "decode")) / n_images
+        verifier = verifier or {"calls": 0, "images": 0, "gflops": 0.0}
         return {
             "cell": cell.id,
             "n_images": n_images,
@@ -119,11 +171,15 @@ class BlockSampler:
             "nfe_total": denoiser.nfe,
             "nfe_per_image": nfe,
             "nfe_per_image_nocfg": nfe / 2 if cell.guidance != 1.0 else nfe,
-            "denoiser_params": sum(p.numel() for p in self.pipeline.unet.parameters()),
+            "denoiser_params": sum(p.numel() for p in self.family.backbone(self.pipeline).parameters()),
             "gflops_per_nfe": self.gflops_per_nfe,
             "gflops_per_image": self.gflops_per_nfe * nfe,
-            "verifier_calls": 0,
-            "verifier_gflops": 0.0,
+            "search": {"algorithm": cell.search, "verifier": cell.verifier, "budget": cell.budget,
+                       "options": self.params["search"].get(cell.search, {})},
+            "verifier_calls": verifier["calls"],
+            "verifier_images": verifier["images"],
+            "verifier_gflops": verifier["gflops"],
+            "verifier_gflops_per_image": verifier["gflops"] / n_images,
             "seconds": {k: round(v, 4) for k, v in seconds.items()},
             "seconds_per_image": per_image,
             "device": str(self.device),

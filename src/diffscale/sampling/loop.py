@@ -3,6 +3,10 @@
 It is diffusers' pipeline loop without the pipeline: the scheduler still does every update, but the loop
 owns the noise (one generator per image, so image i is the same whatever the batch), counts every
 denoiser call, and hands each step's x0 prediction to an observer, which search algorithms use.
+
+Conditioning is a dict of the denoiser's keyword arguments, every tensor batch-first (a pytree):
+`{"encoder_hidden_states": ...}` for SD UNets, plus `added_cond_kwargs` for SDXL, `{"class_labels": ...}`
+for DiT. `take` and `concat` index and join it like a tensor, so search can repeat or resample it.
 """
 
 from __future__ import annotations
@@ -12,20 +16,35 @@ from typing import Callable
 
 import torch
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from torch.utils._pytree import tree_map
+
+Conditioning = dict
+
+
+def take(cond: Conditioning, index: torch.Tensor) -> Conditioning:
+    """Rows `index` of every tensor in the conditioning."""
+    return tree_map(lambda x: x[index.to(x.device)], cond)
+
+
+def concat(*conds: Conditioning) -> Conditioning:
+    return tree_map(lambda *xs: torch.cat(xs), *conds)
 
 
 class CountingDenoiser:
-    """Wraps a UNet; `nfe` counts per-sample evaluations (a CFG pair counts 2)."""
+    """Wraps a diffusion backbone (UNet or DiT); `nfe` counts per-sample evaluations (a CFG pair counts 2)."""
 
-    def __init__(self, unet: torch.nn.Module):
-        self.unet = unet
+    def __init__(self, model: torch.nn.Module):
+        self.model = model
         self.nfe = 0
         self.calls = 0
 
-    def __call__(self, latents: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    def __call__(self, latents: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         self.nfe += latents.shape[0]
         self.calls += 1
-        return self.unet(latents, t, encoder_hidden_states=context).sample
+        timestep = torch.as_tensor(t, device=latents.device).expand(latents.shape[0])
+        out = self.model(latents, timestep, **cond).sample
+        # Models that also learn the variance (DiT) return [epsilon, variance] stacked on channels.
+        return out[:, : latents.shape[1]] if out.shape[1] == 2 * latents.shape[1] else out
 
 
 @dataclass
@@ -42,40 +61,40 @@ def x0_from_epsilon(scheduler: SchedulerMixin, sample: torch.Tensor, epsilon: to
     if hasattr(scheduler, "sigmas") and getattr(scheduler, "init_noise_sigma", 1.0) != 1.0:
         sigma = scheduler.sigmas[scheduler.step_index if scheduler.step_index is not None else 0].to(sample.dtype)
         return sample - sigma * epsilon
-    alpha = scheduler.alphas_cumprod[int(t)].to(sample.dtype)
+    alpha = scheduler.alphas_cumprod[int(t)].to(sample.device, sample.dtype)
     return (sample - (1 - alpha).sqrt() * epsilon) / alpha.sqrt()
 
 
-def guided_epsilon(denoiser: CountingDenoiser, latents, t, cond, uncond, guidance: float) -> torch.Tensor:
+def guided_epsilon(denoiser: CountingDenoiser, latents, t, cond: Conditioning, uncond: Conditioning, guidance: float):
     """eps_uncond + w (eps_cond - eps_uncond); at w = 1 the unconditional pass is skipped (1 NFE, not 2)."""
     if guidance == 1.0:
         return denoiser(latents, t, cond)
-    both = denoiser(torch.cat([latents, latents]), t, torch.cat([uncond, cond]))
+    both = denoiser(torch.cat([latents, latents]), t, concat(uncond, cond))
     eps_uncond, eps_cond = both.chunk(2)
     return eps_uncond + guidance * (eps_cond - eps_uncond)
 
 
-def denoise(
+def integrate(
     denoiser: CountingDenoiser,
     scheduler: SchedulerMixin,
-    noise: torch.Tensor,
-    cond: torch.Tensor,
-    uncond: torch.Tensor,
+    latents: torch.Tensor,
+    cond: Conditioning,
+    uncond: Conditioning,
     guidance: float,
-    steps: int,
+    indices: range,
     generators: list[torch.Generator] | None = None,
     keep_x0: bool = False,
     on_step: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
 ) -> Trajectory:
-    """Integrate from pure noise to x0 with `steps` scheduler steps.
+    """Run the scheduler steps at positions `indices` of `scheduler.timesteps`, starting from `latents`.
 
-    `noise` is unit Gaussian; the loop scales it to the scheduler's initial sigma. `generators` (one per
-    image) drive the stochastic samplers' fresh noise. `on_step(i, latents, x0)` sees every step.
+    `generators` (one per image) drive the stochastic samplers' fresh noise. `on_step(i, latents, x0)`
+    sees every step. A sub-range resumes mid-trajectory, which search over paths needs: that is exact for
+    schedulers whose step depends only on (t, x_t) (DDIM, DDPM), see `Sampler.resumable`.
     """
-    scheduler.set_timesteps(steps, device=noise.device)
-    latents = noise * scheduler.init_noise_sigma
     trajectory = Trajectory(latents)
-    for i, t in enumerate(scheduler.timesteps):
+    for i in indices:
+        t = scheduler.timesteps[i]
         model_input = scheduler.scale_model_input(latents, t)
         epsilon = guided_epsilon(denoiser, model_input, t, cond, uncond, guidance)
         # x0 before the step: sigma-based schedulers advance their step index inside `step`.
@@ -89,3 +108,24 @@ def denoise(
             on_step(i, latents, x0)
     trajectory.latents = latents
     return trajectory
+
+
+def denoise(
+    denoiser: CountingDenoiser,
+    scheduler: SchedulerMixin,
+    noise: torch.Tensor,
+    cond: Conditioning,
+    uncond: Conditioning,
+    guidance: float,
+    steps: int,
+    generators: list[torch.Generator] | None = None,
+    keep_x0: bool = False,
+    on_step: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
+) -> Trajectory:
+    """Integrate from pure noise to x0 with `steps` scheduler steps.
+
+    `noise` is unit Gaussian; the loop scales it to the scheduler's initial sigma.
+    """
+    scheduler.set_timesteps(steps, device=noise.device)
+    return integrate(denoiser, scheduler, noise * scheduler.init_noise_sigma, cond, uncond, guidance,
+                     range(len(scheduler.timesteps)), generators, keep_x0, on_step)

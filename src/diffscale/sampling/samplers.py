@@ -26,12 +26,13 @@ class Sampler:
     scheduler: type[SchedulerMixin]
     settings: dict = field(default_factory=dict)
     stochastic: bool = False  # draws fresh noise at each step (needs per-image generators)
+    resumable: bool = False  # a step depends only on (t, x_t): a trajectory may stop and resume anywhere
     description: str = ""
 
 
 SAMPLERS: dict[str, Sampler] = {
-    "ddim": Sampler(DDIMScheduler, {"timestep_spacing": "leading"}, description="DDIM (eta=0), Song et al. 2021"),
-    "ddpm": Sampler(DDPMScheduler, {"timestep_spacing": "leading"}, stochastic=True, description="ancestral DDPM, Ho et al. 2020"),
+    "ddim": Sampler(DDIMScheduler, {"timestep_spacing": "leading"}, resumable=True, description="DDIM (eta=0), Song et al. 2021"),
+    "ddpm": Sampler(DDPMScheduler, {"timestep_spacing": "leading"}, stochastic=True, resumable=True, description="ancestral DDPM, Ho et al. 2020"),
     "dpmsolver++": Sampler(
         DPMSolverMultistepScheduler,
         {"algorithm_type": "dpmsolver++", "solver_order": 2, "timestep_spacing": "linspace"},

@@ -122,3 +122,20 @@ def build_denoiser(params: dict, paths: Paths, model: str) -> None:
     with atomic_directory(paths.model(model)) as out:
         denoiser.save_pipeline(unet, components, out)
         (out / "training.json").write_text(json.dumps(report | {"settings": s}, indent=2))
+
+
+def build_judge(params: dict, paths: Paths) -> None:
+    """The compositional-accuracy judge: another architecture and seed than the oracle that search optimises.
+
+    Trained with `toyworld.judge` settings, or the oracle's while a study has none.
+    """
+    from diffscale.toyworld import judge
+
+    _threads(params)
+    s = toy_training(params, "judge" if "judge" in params["toyworld"] else "oracle")
+    images, labels, _ = load_dataset(paths)
+    model = judge.fit(images, labels, s["width"], s["steps"], s["batch_size"], s["lr"], _seed(params, "judge"))
+    with np.load(paths.reference) as held_out:
+        report = oracle.accuracy(model, held_out["images"], held_out["labels"])
+    with atomic_directory(paths.component("judge")) as out:
+        judge.save(model, out, report)

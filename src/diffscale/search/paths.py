@@ -1,0 +1,80 @@
+"""Search over paths, Ma et al. 2025: branch partially denoised trajectories and keep the best ones.
+
+N paths are denoised from their starting noise up to step s0 = round(start x steps). Then, round after
+round, each kept path at step i is copied M times, every copy is pushed back f steps with the forward
+noising kernel of the scheduler's own noise schedule (alpha-bar),
+
+    x_{t'} = sqrt(abar_t' / abar_t) x_t + sqrt(1 - abar_t' / abar_t) eps,   t' = timesteps[i - f] > t,
+
+and integrated b > f steps forward again (a net advance of b - f). The verifier scores each copy's x0
+prediction; the best N of the N x M copies of a slot survive. The last round reaches the end of the
+schedule and the verifier's favourite final image is the result. Resuming mid-trajectory needs a
+scheduler whose step depends only on (t, x_t): DDIM or DDPM.
+
+    NFE per image = N s0 + N M sum over rounds of (end_r - (i_r - f)),   times 2 with CFG
+"""
+
+from __future__ import annotations
+
+import torch
+
+from diffscale.config import derive_seed
+from diffscale.sampling.loop import integrate, take
+from diffscale.search.base import SearchProblem, SearchResult, gaussian, generators_for, seeded_candidates, verify
+
+
+def rounds(steps: int, start: float, forward: int, backward: int) -> tuple[int, list[tuple[int, int]]]:
+    """s0 and the (from, to) step positions of every branching round."""
+    first = position = min(steps, max(forward, round(start * steps)))
+    spans = []
+    while position < steps:
+        begin = position - forward
+        end = min(begin + backward, steps)
+        spans.append((begin, end))
+        position = end
+    return first, spans
+
+
+def _integrate(problem, scheduler, latents, slots, indices, generators, keep_last_x0):
+    last = {}
+    trajectory = integrate(problem.denoiser, scheduler, latents, take(problem.cond, slots), take(problem.uncond, slots),
+                           problem.guidance, indices, generators if problem.stochastic else None,
+                           on_step=(lambda i, x, x0: last.update(x0=x0)) if keep_last_x0 else None)
+    return trajectory.latents, last.get("x0")
+
+
+def search(problem: SearchProblem, budget: int, options: dict) -> SearchResult:
+    copies, forward, backward = options["copies"], options["forward"], options["backward"]
+    start, spans = rounds(problem.steps, options["start"], forward, backward)
+    scheduler = problem.make_scheduler()
+    scheduler.set_timesteps(problem.steps, device=problem.device)
+    noise, generators, slots, _ = seeded_candidates(problem, budget)
+    latents = noise.to(problem.device, problem.dtype) * scheduler.init_noise_sigma
+    latents, _ = _integrate(problem, scheduler, latents, slots, range(start), generators, False)
+    n_slots = len(problem.seeds)
+    history = [{"round_best": []} for _ in range(n_slots)]
+    position = start
+    for r, (begin, end) in enumerate(spans):
+        # Branch: M noised copies of every kept path, each with its own generator.
+        rows = torch.arange(len(latents)).repeat_interleave(copies)
+        copy_slots = slots[rows]
+        per_slot = budget * copies  # a slot's copies are adjacent; seeds index them within their slot
+        seeds = [derive_seed(problem.seeds[int(s)], "paths", r, j % per_slot) for j, s in enumerate(copy_slots.tolist())]
+        generators = generators_for(seeds)
+        abar = scheduler.alphas_cumprod.to(problem.device)
+        ratio = abar[int(scheduler.timesteps[begin])] / abar[int(scheduler.timesteps[position])]
+        eps = gaussian(generators, problem.shape).to(problem.device, problem.dtype)
+        branched = ratio.sqrt() * latents[rows] + (1 - ratio).sqrt() * eps
+        branched, x0 = _integrate(problem, scheduler, branched, copy_slots, range(begin, end), generators, end < problem.steps)
+        scores = verify(problem, x0 if end < problem.steps else branched, copy_slots)
+        keep = 1 if end == problem.steps else budget
+        top = scores.view(n_slots, per_slot).topk(keep, dim=1)
+        chosen_rows = (top.indices + per_slot * torch.arange(n_slots)[:, None]).flatten()
+        for s in range(n_slots):
+            history[s]["round_best"].append(float(top.values[s, 0]))
+        latents, slots, position = branched[chosen_rows], copy_slots[chosen_rows], end
+    if not spans:  # no room to branch: plain best-of-N on the final images
+        scores = verify(problem, latents, slots)
+        top = scores.view(n_slots, budget).topk(1, dim=1)
+        latents = latents[(top.indices + budget * torch.arange(n_slots)[:, None]).flatten()]
+    return SearchResult(latents, top.values[:, 0], top.indices[:, 0].tolist(), history)
