@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from diffscale.models import denoiser_gflops_per_nfe
+from diffscale.models import backbone_gflops_per_nfe
+
+
+def text_states(tokens: int, width: int) -> dict:
+    return {"encoder_hidden_states": torch.zeros(1, tokens, width)}
 
 
 class TinyDenoiser(torch.nn.Module):
@@ -22,12 +26,12 @@ class TinyDenoiser(torch.nn.Module):
 def test_flops_match_a_hand_count():
     # conv: 8 outputs x 8x8 positions x (4 inputs x 3x3) MACs; linear: 5 tokens x 16 x 8 MACs; FLOPs = 2 MACs.
     expected = 2 * (8 * 8 * 8 * 4 * 9) + 2 * (5 * 16 * 8)
-    assert denoiser_gflops_per_nfe(TinyDenoiser(), (4, 8, 8), (5, 16)) * 1e9 == expected
+    assert backbone_gflops_per_nfe(TinyDenoiser(), (4, 8, 8), text_states(5, 16)) * 1e9 == expected
 
 
 def test_flops_grow_with_width(tiny_unet):
     from diffscale.toyworld.denoiser import build
 
-    small = denoiser_gflops_per_nfe(tiny_unet, (4, 8, 8), (16, 16))
-    large = denoiser_gflops_per_nfe(build(width=16, cross_attention_dim=16), (4, 8, 8), (16, 16))
+    small = backbone_gflops_per_nfe(tiny_unet, (4, 8, 8), text_states(16, 16))
+    large = backbone_gflops_per_nfe(build(width=16, cross_attention_dim=16), (4, 8, 8), text_states(16, 16))
     assert 2.5 < large / small < 4.5  # convolution cost grows ~ width^2

@@ -19,6 +19,7 @@ import yaml
 DEFAULTS: dict[str, Any] = {
     "device": "auto",
     "threads": 1,
+    "execution": {"attention": "sdpa", "compile": False, "channels_last": False},
     "toyworld": {
         "dataset": {"size": 20000, "pair_probability": 0.5},
         "reference_size": 1000,

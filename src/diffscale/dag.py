@@ -74,7 +74,7 @@ def toy_judges(params: dict, paths: Paths) -> tuple[str, ...]:
 
 def sample_node(params: dict, paths: Paths, block: Block) -> Node:
     deps = (str(paths.model(block.model)), str(paths.prompt_set(block.prompt_set)))
-    keys = ("seed", "sampling", "device", f"models.{block.model}")
+    keys = ("seed", "sampling", "device", "execution", f"models.{block.model}")
     if block.search != "none":
         deps += toy_judges(params, paths)
         keys += (f"search.{block.search}", "search.self_consistency_level", "verifiers")

@@ -90,8 +90,3 @@ def example_conditioning(backbone: torch.nn.Module, text_tokens: int = 77) -> di
         pooled = config.projection_class_embeddings_input_dim - time_ids * config.addition_time_embed_dim
         cond["added_cond_kwargs"] = {"text_embeds": torch.zeros(1, pooled), "time_ids": torch.zeros(1, time_ids)}
     return cond
-
-
-def denoiser_gflops_per_nfe(unet: torch.nn.Module, latent_shape: tuple[int, ...], context_shape: tuple[int, ...]) -> float:
-    """GFLOPs of one single-sample SD UNet pass conditioned on text states of `context_shape` (tokens, width)."""
-    return backbone_gflops_per_nfe(unet, latent_shape, {"encoder_hidden_states": torch.zeros((1, *context_shape))})

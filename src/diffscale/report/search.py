@@ -238,13 +238,11 @@ def equal_compute(df: pd.DataFrame, metrics: list[str] | None = None, cost: str 
         searched = search_cells(df)
         searched = _sorted_lines(searched[(searched["metric"] == metric) & searched["value"].notna()
                                           & searched[cost].notna()], ["search_budget"])
-        candidates = plain[plain["metric"] == metric]
+        candidates = dict(tuple(plain[plain["metric"] == metric].groupby("model", sort=False)))
         sign = 1.0 if higher_is_better(metric) else -1.0
         for small in searched.itertuples(index=False):
-            for big_model in [m for m in model_order(df) if sizes[m] > small.params]:
-                mine = candidates[candidates["model"] == big_model]
-                if mine.empty:
-                    continue
+            for big_model in [m for m in model_order(df) if sizes[m] > small.params and m in candidates]:
+                mine = candidates[big_model]
                 row = {"metric": metric, **{c: getattr(small, c) for c in config}, "search": small.search,
                        "verifier": small.verifier, "search_budget": small.search_budget, "cost": getattr(small, cost),
                        "value": small.value, "ci_low": small.ci_low, "ci_high": small.ci_high,
@@ -337,7 +335,11 @@ def budget_trend(effect: pd.DataFrame) -> pd.DataFrame:
 def _styles(df: pd.DataFrame) -> tuple[dict, dict]:
     """Colour per algorithm and (line style, marker) per verifier, identical in every search figure."""
     algos, verifier_names = algorithms(df), verifiers(df)
-    colors = dict(zip(algos, sns.color_palette("colorblind", len(algos))))
+    # Blue, orange, green, purple, ... of the colourblind palette: apart from each other and from the greys
+    # that draw the bigger models in the equal-compute figure.
+    base = sns.color_palette("colorblind")
+    picks = [base[i] for i in (0, 1, 2, 4, 5, 9, 8, 3, 6)]
+    colors = {a: picks[i % len(picks)] for i, a in enumerate(algos)}
     styles = {v: (_LINESTYLES[i % len(_LINESTYLES)], _MARKERS[i % len(_MARKERS)])
               for i, v in enumerate(verifier_names)}
     return colors, styles
@@ -446,12 +448,12 @@ def equal_compute_plot(df: pd.DataFrame, out_dir: Path, metrics: list[str] | Non
     lines = search_lines(df, metrics)
     lines = lines[lines[cost].notna()]
     colors, styles = _styles(lines)
-    palette = _palette(df)
     plain = without_search(df)
     plain = plain[plain["value"].notna() & plain[cost].notna()]
     labels = model_labels(df)
     figure, axes = _panels(len(metrics), len(small_models), sharey="row")
     bigger = model_order(df[df["model"].isin(comparison["big_model"])])
+    palette = dict(zip(bigger, sns.color_palette("Greys", len(bigger) + 1)[1:]))  # darker = bigger
     sizes = df.drop_duplicates("model").set_index("model")["params"]
     for row, metric in enumerate(metrics):
         sign = 1 if higher_is_better(metric) else -1
@@ -464,7 +466,7 @@ def equal_compute_plot(df: pd.DataFrame, out_dir: Path, metrics: list[str] | Non
                 if points.empty:
                     continue
                 points = points.sort_values([cost, "cell"], kind="mergesort")
-                ax.scatter(points[cost], points["value"], color=palette[big], alpha=0.3, s=12, linewidths=0)
+                ax.scatter(points[cost], points["value"], color=palette[big], alpha=0.4, s=12, linewidths=0)
                 best = (sign * points["value"]).cummax() * sign
                 ax.step(points[cost], best, where="post", color=palette[big], linewidth=1.8, alpha=0.9)
             _draw_lines(ax, mine, cost, colors, styles, alpha=0.8)
@@ -568,12 +570,15 @@ def scaling_readings(df: pd.DataFrame, cost: str = "nfe_per_image") -> list[str]
         ranking = ranking.reindex(_ordered(ranking.index, ALGORITHM_ORDER)).sort_values(ascending=False,
                                                                                       kind="mergesort")
         order = ", ".join(f"{a} ({_pct(g)})" for a, g in ranking.items())
-        if "random" in ranking.index:
-            verdict = ("agrees with" if ranking.index[0] == "random" else "differs from")
-            claim = (f"This {verdict} {MA}, who find random search better than zero-order search and search over "
-                     "paths on text-to-image at their budget.")
-        else:
-            claim = ""
+        rivals = [a for a in ("zero-order", "paths") if a in ranking.index]
+        claim = ""
+        if "random" in ranking.index and rivals:
+            beaten = [a for a in rivals if ranking["random"] > ranking[a]]
+            verdict = ("agrees with" if len(beaten) == len(rivals) else "partly agrees with" if beaten
+                       else "differs from")
+            claim = (f"Random search beats {' and '.join(beaten) or 'neither ' + ' nor '.join(rivals)} here: this "
+                     f"{verdict} {MA}, who find random search better than zero-order search and search over paths on "
+                     "text-to-image at their budget.")
         sentences.append(f"Mean gain in {metric_name(judge)} at the largest budget by algorithm, best first: {order}. "
                          f"{claim}".strip())
     return sentences

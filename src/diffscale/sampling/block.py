@@ -22,10 +22,11 @@ from diffscale import prompts as prompt_sets
 from diffscale.atomic import atomic_directory
 from diffscale.cells import Block, Cell, Paths
 from diffscale.config import derive_seed
-from diffscale.models import denoiser_gflops_per_nfe, load_pipeline
+from diffscale.models import gpu, load_pipeline
 from diffscale.models.families import family_of
+from diffscale.models.flops import backbone_gflops_per_nfe
 from diffscale.models.zoo import pick_device
-from diffscale.sampling.loop import CountingDenoiser, denoise
+from diffscale.sampling.loop import CountingDenoiser, denoise, take
 from diffscale.sampling.samplers import SAMPLERS, make_scheduler
 from diffscale.search import ALGORITHMS, SearchProblem
 
@@ -70,18 +71,16 @@ class BlockSampler:
         self.params = params
         self.device = pick_device(params["device"])
         self.dtype = params["models"][block.model].get("dtype", "float32")
-        self.pipeline = load_pipeline(paths.model(block.model), self.device, self.dtype)
+        self.pipeline = gpu.configure(load_pipeline(paths.model(block.model), self.device, self.dtype), params["execution"])
         self.family = family_of(self.pipeline)
         self.shape = self.family.latent_shape(self.pipeline)
-        context = (self.pipeline.tokenizer.model_max_length, self.pipeline.text_encoder.config.hidden_size)
-        self.gflops_per_nfe = denoiser_gflops_per_nfe(self.pipeline.unet, self.shape, context)
         self.verifier = block_verifier(params, block, paths, self.device) if block.search != "none" else None
         self.load_seconds = time.perf_counter() - started
 
         started = time.perf_counter()
         replicates = params["sampling"]["replicates"]
         items = [(p, r) for p in prompt_sets.read(paths.prompt_set(block.prompt_set)) for r in range(replicates)]
-        size = params["sampling"]["batch_size"]
+        size = params["models"][block.model].get("batch_size", params["sampling"]["batch_size"])
         self.batches = []
         for start in range(0, len(items), size):
             batch = items[start : start + size]
@@ -90,6 +89,9 @@ class BlockSampler:
             self.batches.append((batch, cond, uncond))
         self.n_images = len(items)
         self.encode_seconds = time.perf_counter() - started
+        # One single-sample pass of the backbone with a real conditioning row, counted on the meta device.
+        first = take(self.batches[0][1], torch.tensor([0]))
+        self.gflops_per_nfe = backbone_gflops_per_nfe(self.family.backbone(self.pipeline), self.shape, first, meta=True)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -119,16 +121,25 @@ class BlockSampler:
                 tick = time.perf_counter()
                 seeds = [image_seed(self.params["seed"], p, r) for p, r in batch]
                 nfe_before = denoiser.nfe
-                with torch.no_grad():
-                    if cell.search == "none":
-                        noise, generators = initial_noise(seeds, self.shape, self.device)
-                        latents = denoise(denoiser, scheduler, noise.to(denoiser.model.dtype), cond, uncond, cell.guidance,
-                                          cell.steps, generators=generators if stochastic else None).latents
-                        found = None
-                    else:
-                        problem = self.search_problem(cell, denoiser, cond, uncond, seeds, [p["prompt"] for p, _ in batch])
+
+                def run(rows: list[int], cond=cond, uncond=uncond, batch=batch, seeds=seeds) -> list[tuple]:
+                    """Sample these rows of the batch (per-image seeds: the result is the same in any sub-batch)."""
+                    index = torch.tensor(rows)
+                    row_cond, row_uncond, row_seeds = take(cond, index), take(uncond, index), [seeds[i] for i in rows]
+                    with torch.no_grad():
+                        if cell.search == "none":
+                            noise, generators = initial_noise(row_seeds, self.shape, self.device)
+                            latents = denoise(denoiser, scheduler, noise.to(denoiser.model.dtype), row_cond, row_uncond,
+                                              cell.guidance, cell.steps, generators=generators if stochastic else None).latents
+                            return [(x, None) for x in latents]
+                        prompts = [batch[i][0]["prompt"] for i in rows]
+                        problem = self.search_problem(cell, denoiser, row_cond, row_uncond, row_seeds, prompts)
                         found = ALGORITHMS[cell.search].run(problem, cell.budget, self.params["search"].get(cell.search, {}))
-                        latents = found.latents
+                        return [(x, {"candidate": c, "verifier_scores": {cell.verifier: float(v)}, "search": h})
+                                for x, c, v, h in zip(found.latents, found.chosen, found.scores, found.history)]
+
+                sampled = gpu.batched_with_oom_fallback(run, list(range(len(batch))), len(batch))
+                latents = torch.stack([x for x, _ in sampled])
                 nfe_per_image = (denoiser.nfe - nfe_before) / len(batch)
                 seconds["denoise (incl. search)"] += time.perf_counter() - tick
 
@@ -144,10 +155,7 @@ class BlockSampler:
                         "index": len(records), "file": name, "prompt_id": prompt["id"], "prompt": prompt["prompt"],
                         "replicate": replicate, "seed": seed, "candidate": 0, "verifier_scores": {}, "nfe": nfe_per_image,
                     }
-                    if found is not None:
-                        record |= {"candidate": found.chosen[i], "verifier_scores": {cell.verifier: float(found.scores[i])},
-                                   "search": found.history[i]}
-                    records.append(record)
+                    records.append(record | (sampled[i][1] or {}))
                 seconds["write"] += time.perf_counter() - tick
                 bar.update(len(batch))
         (out / "records.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
