@@ -19,6 +19,7 @@ validate(config, "workflow/schemas/params.schema.json", set_default=False)
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/toyworld.smk"
+include: "workflow/rules/evaldata.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/sampling.smk"
 include: "workflow/rules/scoring.smk"

@@ -274,7 +274,8 @@ def test_page_reports_the_search_findings(report):
         assert title in html
     assert "Verifier hacking: searching with oracle raises oracle confidence (the same network)" in html
     assert "Ma et al." in html and "agrees with" in html
-    assert "so the small model + search beats it with some configuration at budgets 2, 4 and with none at budget 8" in html
+    assert ("so the small model + search beats it with some configuration at budgets 2, 4 and with none at budget 8"
+            in html)
     pngs = sorted(report.parent.glob("figures/*/*.png"))
     for png in pngs:
         assert f'<img src="{png.relative_to(report.parent).as_posix()}"' in html

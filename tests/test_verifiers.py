@@ -86,7 +86,8 @@ def _call(verifier, world, images=None, prompts=None, intermediate=None):
 
 
 def test_every_kind_is_built(verifiers):
-    assert {v.kind for v in verifiers.values()} == set(VERIFIERS)
+    # classifier reads ImageNet class names, not these captions: tests/test_verifier_classifier.py builds it
+    assert {v.kind for v in verifiers.values()} | {"classifier"} == set(VERIFIERS)
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -79,6 +79,12 @@ class Cell:
     def block(self) -> "Block":
         return Block(self.model, self.sampler, self.prompt_set, self.search, self.verifier)
 
+    @property
+    def own_block(self) -> "Block":
+        """A block of this cell alone (`sampling.jobs: cell`), for cells that take hours each on real models."""
+        point = f"steps{self.steps}__cfg{_number(self.guidance)}" + (f"__n{self.budget}" if self.search != "none" else "")
+        return Block(self.model, self.sampler, self.prompt_set, self.search, self.verifier, point)
+
     def as_dict(self) -> dict:
         return asdict(self) | {"cell": self.id, "block": self.block.id}
 
@@ -93,10 +99,12 @@ class Block:
     prompt_set: str
     search: str = "none"
     verifier: str = "none"
+    point: str = ""  # only for one-cell blocks: the cell's steps, guidance and budget
 
     @property
     def id(self) -> str:
-        return f"{self.model}__{self.sampler}__{_search_tag(self.search, self.verifier)}__{self.prompt_set}"
+        base = f"{self.model}__{self.sampler}__{_search_tag(self.search, self.verifier)}__{self.prompt_set}"
+        return f"{base}__{self.point}" if self.point else base
 
 
 def expand(params: dict) -> list[Cell]:
@@ -120,10 +128,11 @@ def expand(params: dict) -> list[Cell]:
 
 
 def blocks(params: dict) -> dict[Block, list[Cell]]:
-    """The study's cells grouped into blocks, both in a stable order."""
+    """The study's cells grouped into blocks (one job each), both in a stable order."""
+    paths = Paths.of(params)
     grouped: dict[Block, list[Cell]] = {}
     for cell in expand(params):
-        grouped.setdefault(cell.block, []).append(cell)
+        grouped.setdefault(paths.block_of(cell), []).append(cell)
     return dict(sorted(grouped.items()))
 
 
@@ -150,10 +159,14 @@ class Paths:
     study: str
     results_root: str = "results"
     reports_root: str = "reports"
+    cell_jobs: bool = False  # `sampling.jobs: cell`: one job (and one output directory) per cell
 
     @classmethod
     def of(cls, params: dict) -> "Paths":
-        return cls(params["study"])
+        return cls(params["study"], cell_jobs=params.get("sampling", {}).get("jobs") == "cell")
+
+    def block_of(self, cell: Cell) -> Block:
+        return cell.own_block if self.cell_jobs else cell.block
 
     @property
     def root(self) -> Path:
@@ -173,6 +186,12 @@ class Paths:
     def prompt_set(self, name: str) -> Path:
         return self.root / "prompts" / f"{name}.jsonl"
 
+    def evaldata(self, input_name: str) -> Path:
+        """A fetched evaluation input (FID statistics, Inception weights), under its published file name."""
+        from diffscale.evaldata import EVAL_INPUTS
+
+        return self.root / "evaldata" / EVAL_INPUTS[input_name]["files"][0]["name"]
+
     def model(self, name: str) -> Path:
         return self.root / "models" / name
 
@@ -183,10 +202,10 @@ class Paths:
         return self.root / "scores" / (block if isinstance(block, str) else block.id)
 
     def samples(self, cell: Cell) -> Path:
-        return self.block_samples(cell.block) / cell.id
+        return self.block_samples(self.block_of(cell)) / cell.id
 
     def scores(self, cell: Cell) -> Path:
-        return self.block_scores(cell.block) / f"{cell.id}.json"
+        return self.block_scores(self.block_of(cell)) / f"{cell.id}.json"
 
     @property
     def metrics(self) -> Path:

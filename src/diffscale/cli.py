@@ -55,6 +55,37 @@ def cmd_toy(args) -> None:
     log.info("built toy %s for study %s", args.artifact, params["study"])
 
 
+def cmd_prompts(args) -> None:
+    from diffscale import evaldata, prompts
+    from diffscale.config import derive_seed
+
+    params, paths = _study(args)
+    spec = params["prompt_sets"].get(args.name)
+    if spec is None or spec["kind"].startswith("toy-"):
+        raise ParamsError(f"prompt set {args.name!r} is not a real prompt set of this study; real ones: "
+                          f"{sorted(n for n, p in params['prompt_sets'].items() if not p['kind'].startswith('toy-'))}")
+    seed = derive_seed(params["seed"], "prompts", args.name)
+    if spec["kind"] == "imagenet-classes":
+        prompts.write(paths.prompt_set(args.name), prompts.imagenet_classes(spec["size"], seed))
+    else:
+        evaldata.fetch(spec["input"], paths.prompt_set(args.name), size=spec["size"], seed=seed,
+                       allow_unverified=spec.get("allow_unverified", False), source=spec.get("source"))
+    log.info("wrote %s", paths.prompt_set(args.name))
+
+
+def cmd_fetch(args) -> None:
+    from diffscale import evaldata
+
+    params, paths = _study(args)
+    what = args.input.replace("-", "_")
+    if what not in params["scoring"]:
+        raise ParamsError(f"scoring.{what} is not set in this study; nothing to fetch")
+    spec = params["scoring"][what]
+    out = evaldata.fetch(spec["input"], paths.evaldata(spec["input"]), size=None, seed=params["seed"],
+                         allow_unverified=spec.get("allow_unverified", False), source=spec.get("source"))
+    log.info("fetched %s into %s", spec["input"], out)
+
+
 def cmd_model(args) -> None:
     params, paths = _study(args)
     if args.name not in params["models"]:
@@ -67,9 +98,10 @@ def cmd_model(args) -> None:
     else:
         from diffscale.atomic import atomic_directory
         from diffscale.models import prepare_local
+        from diffscale.models.hub import fetch_hf
 
         with atomic_directory(paths.model(args.name)) as out:
-            prepare_local(entry, out)
+            (fetch_hf if entry["source"] == "hf" else prepare_local)(entry, out)
     log.info("model %s ready at %s", args.name, paths.model(args.name))
 
 
@@ -112,6 +144,16 @@ def cmd_report(args) -> None:
     log.info("wrote %s", html)
 
 
+def cmd_estimate(args) -> None:
+    from diffscale.estimate import summary
+
+    params, _ = _study(args)
+    table = summary(params, args.tflops)
+    print(table.to_string(float_format=lambda v: f"{v:,.1f}"))
+    print(f"\ntotal: {table['gpu_hours'].sum():,.0f} GPU-hours of denoising at {args.tflops:g} sustained TFLOP/s "
+          "(text encoder, VAE, verifiers and scoring not included)")
+
+
 def cmd_dvc_yaml(args) -> None:
     from diffscale.dvc import render_dvc_yaml
 
@@ -148,8 +190,12 @@ def parser() -> argparse.ArgumentParser:
     toy = verb("toy", cmd_toy, "build one artifact of the toy world (dataset, prompt sets, trained components)")
     toy.add_argument("artifact", choices=TOY_ARTIFACTS)
     toy.add_argument("--name", help="prompt set name (for `prompts`)")
-    verb("model", cmd_model, "prepare one model of the zoo: train a toy denoiser or record a local folder").add_argument(
-        "--name", required=True)
+    verb("prompts", cmd_prompts, "write a real prompt set: fetch it from its pinned source (checksum verified) "
+         "or list ImageNet classes").add_argument("--name", required=True, help="prompt set name")
+    verb("fetch", cmd_fetch, "fetch an evaluation input of the study (checksum verified)").add_argument(
+        "input", choices=("fid-reference", "inception"))
+    verb("model", cmd_model, "prepare one model of the zoo: train a toy denoiser, fetch a pinned hub revision "
+         "(safetensors only) or record a local folder").add_argument("--name", required=True)
     verb("sample", cmd_sample, "sample one block of cells (one model, sampler and prompt set; every step count "
          "and guidance): images, per-image records and a cost ledger per cell").add_argument(
         "--block", required=True, help="block id (see `diffscale cells --json`)")
@@ -157,12 +203,18 @@ def parser() -> argparse.ArgumentParser:
         "--block", required=True, help="block id (see `diffscale cells --json`)")
     verb("aggregate", cmd_aggregate, "collect ledgers and scores into the tidy metrics.csv")
     verb("report", cmd_report, "render figures, tables and the report page from metrics.csv")
+    verb("estimate", cmd_estimate, "estimate the study's denoising cost before running it: NFEs from the sampler and "
+         "search formulas, GFLOPs from the real architectures (meta device), GPU-hours at a sustained throughput"
+         ).add_argument("--tflops", type=float, default=400.0,
+                        help="sustained TFLOP/s of one GPU (default 400: ~40%% of an H100's dense bf16 peak)")
     verb("dvc-yaml", cmd_dvc_yaml, "write dvc.yaml: the study's cells as DVC stages").add_argument(
         "--output", default="dvc.yaml", help="where to write (- for stdout)")
     return top
 
 
 def main(argv: list[str] | None = None) -> int:
+    from diffscale.models.hub import FetchError
+
     logging.basicConfig(level=logging.WARNING, format="diffscale %(levelname)s: %(message)s")
     log.setLevel(logging.INFO)
     args = parser().parse_args(argv)
@@ -171,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     except ParamsError as error:
         print(f"diffscale: {error}", file=sys.stderr)
         return 2
+    except FetchError as error:
+        print(f"diffscale: {error}", file=sys.stderr)
+        return 3
     return 0
 
 

@@ -30,7 +30,7 @@ DEFAULTS: dict[str, Any] = {
         "judge": {"width": 16, "steps": 1200, "batch_size": 128, "lr": 3e-3},
         "clip": {"width": 64, "layers": 2, "steps": 400, "batch_size": 128, "lr": 1e-3},
     },
-    "sampling": {"batch_size": 256, "replicates": 1},
+    "sampling": {"batch_size": 256, "replicates": 1, "jobs": "block"},
     "scoring": {
         "metrics": ["fid", "kid", "clip_score", "compositional_accuracy", "oracle_confidence"],
         "bootstrap": 200,
@@ -96,7 +96,7 @@ def validate(params: dict, source: str = "params") -> None:
             for name in grid[field]:
                 if name not in known:
                     problems.append(f"grids.{i}.{field}: {name!r} is not defined; defined: {sorted(known)}")
-    problems += _search_problems(params)
+    problems += _search_problems(params) + _real_scoring_problems(params)
     reference = params.get("report", {}).get("reference_model")
     if reference is not None and reference not in params["models"]:
         problems.append(f"report.reference_model: {reference!r} is not defined; defined: {sorted(params['models'])}")
@@ -107,6 +107,27 @@ def validate(params: dict, source: str = "params") -> None:
                             f"allowed: {sorted(steps)}")
     if problems:
         raise ParamsError(f"{source}: invalid study parameters:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def _real_scoring_problems(params: dict) -> list[str]:
+    """Real prompt sets are scored by FID against fetched statistics and by a real CLIP, if configured."""
+    real = sorted(n for n, p in params["prompt_sets"].items() if not p["kind"].startswith("toy-"))
+    if not real:
+        return []
+    scoring = params.get("scoring", {})
+    metrics = scoring.get("metrics", DEFAULTS["scoring"]["metrics"])
+    problems = []
+    if all(not p["kind"].startswith("toy-") for p in params["prompt_sets"].values()):
+        extra = [m for m in metrics if m not in ("fid", "clip_score", "inception_score")]
+        if extra:
+            problems.append(f"scoring.metrics: {extra} need the toy world; real prompt sets {real} allow: "
+                            "['clip_score', 'fid', 'inception_score']")
+    needs = {"fid": ("fid_reference", "inception"), "clip_score": ("clip",), "inception_score": ("inception",)}
+    for metric, keys in needs.items():
+        for key in keys:
+            if metric in metrics and key not in scoring:
+                problems.append(f"scoring.{key}: required to score {metric} on real prompt sets {real}")
+    return problems
 
 
 def _search_problems(params: dict) -> list[str]:
@@ -123,6 +144,17 @@ def _search_problems(params: dict) -> list[str]:
         spec = verifiers.get(name, {})
         return spec.get("kind") == "self-consistency" or any(
             needs_intermediate(m, seen + (name,)) for m in spec.get("members", []) if m not in seen)
+    for prompt_set, names in params.get("scoring", {}).get("verifier_metrics", {}).items():
+        where = f"scoring.verifier_metrics.{prompt_set}"
+        if prompt_set not in params["prompt_sets"]:
+            problems.append(f"{where}: not a prompt set; defined: {sorted(params['prompt_sets'])}")
+        for name in names:
+            if name not in verifiers:
+                problems.append(f"{where}: {name!r} is not defined under `verifiers`; defined: {sorted(verifiers)}")
+            elif needs_intermediate(name):
+                problems.append(f"{where}: {name!r} needs x0 predictions, which a finished image does not have")
+            elif name in params.get("scoring", {}).get("metrics", []):
+                problems.append(f"{where}: {name!r} is also a metric name; rename the verifier")
     for i, grid in enumerate(params["grids"]):
         search = grid.get("search")
         if not search:

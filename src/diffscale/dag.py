@@ -51,8 +51,19 @@ def toy_nodes(params: dict, paths: Paths) -> list[Node]:
 
 
 def prompt_node(params: dict, paths: Paths, name: str) -> Node:
-    return Node(f"prompts@{name}", ("toy", "prompts", "--name", name), (), (str(paths.prompt_set(name)),),
-                ("seed", f"prompt_sets.{name}", "toyworld.dataset"))
+    spec = params["prompt_sets"][name]
+    if spec["kind"].startswith("toy-"):
+        return Node(f"prompts@{name}", ("toy", "prompts", "--name", name), (), (str(paths.prompt_set(name)),),
+                    ("seed", f"prompt_sets.{name}", "toyworld.dataset"))
+    return Node(f"eval-prompts@{name}", ("prompts", "--name", name), (), (str(paths.prompt_set(name)),),
+                ("seed", f"prompt_sets.{name}"))
+
+
+def fetch_nodes(params: dict, paths: Paths) -> list[Node]:
+    """Evaluation inputs of real prompt sets: FID reference statistics and the Inception weights."""
+    return [Node(f"fetch-{what.replace('_', '-')}", ("fetch", what.replace("_", "-")), (),
+                 (str(paths.evaldata(params["scoring"][what]["input"])),), (f"scoring.{what}",))
+            for what in ("fid_reference", "inception") if what in params["scoring"]]
 
 
 def model_node(params: dict, paths: Paths, name: str) -> Node:
@@ -63,7 +74,7 @@ def model_node(params: dict, paths: Paths, name: str) -> Node:
     else:
         deps, keys = (), (f"models.{name}",)
     # Families of DVC stages share one shape, so each model source is a family of its own.
-    family = "model" if entry["source"] == "toy" else f"{entry['source']}-model"
+    family = "model" if entry["source"] == "toy" else f"{entry['source']}-model"  # local-model@x, hf-model@x
     return Node(f"{family}@{name}", ("model", "--name", name), deps, (str(paths.model(name)),), keys)
 
 
@@ -88,8 +99,10 @@ def score_node(params: dict, paths: Paths, block: Block) -> Node:
     deps = [str(paths.block_samples(block)), str(paths.prompt_set(block.prompt_set))]
     if uses_toyworld(params):
         deps += [str(paths.reference), str(paths.component("judge")), *toy_judges(params, paths)]
+    deps += [out for node in fetch_nodes(params, paths) for out in node.outs]
+    keys = ("seed", "scoring") + (("verifiers",) if params["scoring"].get("verifier_metrics") else ())
     return Node(f"score@{block.id}", ("score", "--block", block.id), tuple(deps), (str(paths.block_scores(block)),),
-                ("seed", "scoring"), tuple(c.id for c in blocks(params)[block]))
+                keys, tuple(c.id for c in blocks(params)[block]))
 
 
 def aggregate_node(params: dict, paths: Paths) -> Node:
@@ -106,6 +119,7 @@ def nodes(params: dict, paths: Paths) -> list[Node]:
     """Every node of the study, in an order that respects dependencies."""
     out = toy_nodes(params, paths) if uses_toyworld(params) else []
     out += [prompt_node(params, paths, name) for name in params["prompt_sets"]]
+    out += fetch_nodes(params, paths)
     out += [model_node(params, paths, name) for name in params["models"]]
     study_blocks = list(blocks(params))
     out += [sample_node(params, paths, b) for b in study_blocks]

@@ -5,7 +5,7 @@ import yaml
 
 from diffscale.cells import Paths
 from diffscale.config import ParamsError, resolve
-from diffscale import dag
+from diffscale import dag, estimate
 
 try:
     PARAMS = resolve(config, "config")
@@ -16,6 +16,10 @@ PATHS = Paths.of(PARAMS)
 NODES = {node.stage: node for node in dag.nodes(PARAMS, PATHS)}
 BLOCK_IDS = [stage.split("@", 1)[1] for stage in NODES if stage.split("@")[0] in ("sample", "search")]
 GPUS = 0 if PARAMS["device"] == "cpu" else 1
+# Slurm `runtime` of GPU sampling jobs, from the real architectures' FLOPs (toy jobs take minutes).
+SAMPLE_MINUTES = estimate.block_minutes(PARAMS) if GPUS else {}
+TOY_PROMPT_SETS = [n for n, p in PARAMS["prompt_sets"].items() if p["kind"].startswith("toy-")]
+EVAL_PROMPT_SETS = [n for n in PARAMS["prompt_sets"] if n not in TOY_PROMPT_SETS]
 
 
 def study_file():
@@ -49,11 +53,16 @@ def sample_node(wildcards):
     return NODES.get(f"sample@{wildcards.block}") or NODES[f"search@{wildcards.block}"]
 
 
+def one_of(names):
+    """A wildcard constraint matching exactly these names (or nothing)."""
+    return "|".join(map(re.escape, names)) or "^$"
+
+
 def log_file(*parts):
     return str(PATHS.root.joinpath("logs", *parts))
 
 
 wildcard_constraints:
-    block="|".join(map(re.escape, BLOCK_IDS)) or "^$",
+    block=one_of(BLOCK_IDS),
     model="[a-z0-9][a-z0-9.-]*",
     prompt_set="[a-z0-9][a-z0-9-]*",

@@ -33,6 +33,8 @@ rule toy_reference:
 rule toy_prompts:
     output:
         str(PATHS.prompt_set("{prompt_set}")),
+    wildcard_constraints:
+        prompt_set=one_of(TOY_PROMPT_SETS),
     params:
         study=STUDY_FILE,
         values=node_params("prompts@{prompt_set}"),

@@ -11,6 +11,7 @@ import torch
 import torch_fidelity
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_features_to_statistics, fid_statistics_to_metric
+from torch_fidelity.metric_isc import KEY_METRIC_ISC_MEAN, isc_features_to_metric
 from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, kid_features_to_metric
 from torch_fidelity.metric_prc import KEY_METRIC_PRECISION, KEY_METRIC_RECALL, prc_features_to_metric
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
@@ -19,6 +20,7 @@ from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from
 from diffscale.metrics.bootstrap import bootstrap_ci
 
 TOY_EXTRACTOR = "diffscale-toy-oracle"
+INCEPTION_EXTRACTOR = "inception-v3-compat"  # torch-fidelity's port of the TF FID Inception
 FEATURE = "penultimate"
 
 
@@ -69,11 +71,13 @@ class _Uint8Images(torch.utils.data.Dataset):
         return torch.from_numpy(np.ascontiguousarray(self.images[i].transpose(2, 0, 1)))
 
 
-def extract_features(images_nhwc: np.ndarray, extractor: str, weights_path: str | None, batch_size: int = 256) -> torch.Tensor:
+def extract_features(images_nhwc: np.ndarray, extractor: str, weights_path: str | None, batch_size: int = 256,
+                     layer: str | None = None) -> torch.Tensor:
+    """Features of one layer (default: the FID layer; `logits_unbiased` for the Inception Score)."""
     cuda = torch.cuda.is_available()
+    layer = layer or (FEATURE if extractor == TOY_EXTRACTOR else "2048")
     feature_extractor = create_feature_extractor(
-        extractor, [FEATURE] if extractor == TOY_EXTRACTOR else ["2048"], cuda=cuda,
-        feature_extractor_weights_path=weights_path, verbose=False,
+        extractor, [layer], cuda=cuda, feature_extractor_weights_path=weights_path, verbose=False,
     )
     # save_cpu_ram=True: no worker processes, which only slow a few hundred tiny images down.
     features = get_featuresdict_from_dataset(_Uint8Images(images_nhwc), feature_extractor, batch_size, cuda, True, False)
@@ -96,6 +100,24 @@ def precision_recall(generated: torch.Tensor, reference: torch.Tensor) -> dict[s
     """Kynkaanniemi et al.'s improved precision (fidelity) and recall (diversity: how much of the data it covers)."""
     out = prc_features_to_metric(generated, reference, prc_neighborhood=3, prc_batch_size=10000, save_cpu_ram=True, verbose=False)
     return {"precision": out[KEY_METRIC_PRECISION], "recall": out[KEY_METRIC_RECALL]}
+
+
+def inception_score(logits: torch.Tensor, resamples: int, confidence: float, seed: int) -> dict:
+    """torch-fidelity's Inception Score (10 splits) of the Inception logits, with a bootstrap CI over the images."""
+    def isc(x):
+        return isc_features_to_metric(x, splits=10, shuffle=True, rng_seed=seed % 2**32)[KEY_METRIC_ISC_MEAN]
+
+    value = isc(logits)
+    low, high = bootstrap_ci(len(logits), lambda idx: isc(logits[idx]), resamples, confidence, seed, value)
+    return {"value": value, "ci_low": low, "ci_high": high, "n": len(logits)}
+
+
+def fid_from_statistics(generated: torch.Tensor, reference_statistics: dict, resamples: int, confidence: float,
+                        seed: int) -> dict:
+    """FID against published reference statistics (real prompt sets), with a bootstrap CI over the images."""
+    value = fid(generated, reference_statistics)
+    low, high = bootstrap_ci(len(generated), lambda idx: fid(generated[idx], reference_statistics), resamples, confidence, seed, value)
+    return {"value": value, "ci_low": low, "ci_high": high, "n": len(generated)}
 
 
 def fidelity_metrics(generated: torch.Tensor, reference: torch.Tensor, wanted: list[str], resamples: int,

@@ -78,10 +78,29 @@ ARCHITECTURES = [
 ]
 
 
-def measure_architectures() -> list[dict]:
+# Hub repositories whose backbone is one of the architectures above (for cost estimates without weights).
+HUB_REPOS = {
+    "stable-diffusion-v1-5/stable-diffusion-v1-5": "SD1.5",
+    "runwayml/stable-diffusion-v1-5": "SD1.5",
+    "nota-ai/bk-sdm-base": "BK-SDM-Base (= Segmind small-sd)",
+    "segmind/small-sd": "BK-SDM-Base (= Segmind small-sd)",
+    "nota-ai/bk-sdm-small": "BK-SDM-Small",
+    "nota-ai/bk-sdm-tiny": "BK-SDM-Tiny (= Segmind tiny-sd)",
+    "segmind/tiny-sd": "BK-SDM-Tiny (= Segmind tiny-sd)",
+    "stabilityai/stable-diffusion-xl-base-1.0": "SDXL",
+    "segmind/SSD-1B": "SSD-1B",
+    "segmind/Segmind-Vega": "Segmind-Vega",
+    "facebook/DiT-XL-2-256": "DiT-XL/2-256",
+    "facebook/DiT-XL-2-512": "DiT-XL/2-512",
+}
+
+
+def measure_architectures(names: set[str] | None = None) -> list[dict]:
     """Parameters and GFLOPs per NFE (one single-sample pass, 77 text tokens) of each real backbone."""
     rows = []
     for name, family, cls, config in ARCHITECTURES:
+        if names is not None and name not in names:
+            continue
         model = build_on_meta(cls, config)
         size = model.config.sample_size
         shape = (model.config.in_channels, size, size)

@@ -480,8 +480,9 @@ def _intro(df: pd.DataFrame) -> list[str]:
         "compute budget per image.",
         "Costs: sampling cost is the denoiser's GFLOPs per evaluation over the reference model's, times the number "
         "of evaluations (Mei et al.'s unit; classifier-free guidance not counted). GFLOPs and NFEs per image count a "
-        "guided pair as two evaluations and include search. Where several guidance scales were run, each point "
-        f"uses the one with the best {metric_name(primary_metric(df))}, as Mei et al. do.",
+        "guided pair as two evaluations and include search; total GFLOPs also add the verifiers' GFLOPs, the fair "
+        "cost of search. Where several guidance scales were run, each point uses the one with the best "
+        f"{metric_name(primary_metric(df))}, as Mei et al. do.",
     ]
 
 

@@ -505,7 +505,8 @@ def budget_plot(df: pd.DataFrame, out_dir: Path, verifier: str = BUDGET_VERIFIER
                 line = line.sort_values("search_budget", kind="mergesort")
                 shift = 0.06 * (models.index(line["model"].iloc[0]) - (len(models) - 1) / 2)
                 x = line["search_budget"].map(position) + shift
-                spread = [(line["value"] - line["ci_low"]).clip(lower=0), (line["ci_high"] - line["value"]).clip(lower=0)]
+                spread = [(line["value"] - line["ci_low"]).clip(lower=0),
+                          (line["ci_high"] - line["value"]).clip(lower=0)]
                 ax.errorbar(x, line["value"], yerr=spread, color=palette[line["model"].iloc[0]], marker="o",
                             markersize=4, capsize=3, linewidth=1.2)
             ax.set_xticks(range(len(budgets)), [f"{b:g}" if b else "none" for b in budgets])
@@ -607,6 +608,9 @@ def verifier_readings(matrix: pd.DataFrame, hacking: pd.DataFrame) -> list[str]:
             sentences.append(
                 f"No sign of hacking for {row.verifier}: its own {own} changes by {_pct(row.own_gain)} and the "
                 f"independent {judge} by {_pct(row.independent_gain)}.")
+    if INDEPENDENT_METRIC not in matrix:
+        sentences.append(f"The table has no {metric_name(INDEPENDENT_METRIC)}, the judge that no verifier uses, so "
+                         "verifier hacking cannot be read against an independent metric.")
     if not hacking.empty:
         diagonal = hacking["own_is_column_best"]
         named = ", ".join(f"{r.verifier} -> {metric_name(r.own_metric)}" for r in hacking.itertuples(index=False))
@@ -651,6 +655,10 @@ def equal_compute_readings(df: pd.DataFrame, comparison: pd.DataFrame) -> list[s
                 + (f", {int(r.unaffordable)} below the cheapest {biggest} configuration" if r.unaffordable else "")
                 for r in against.itertuples(index=False))
             pairs = mine[(mine["big_model"] == biggest) & mine["advantage"].notna()]
+            if pairs.empty:
+                sentences.append(f"{_capitalized(name)}: {labels[biggest]} has no configuration within the {unit} of "
+                                 f"any search configuration of {labels[small]}, so they cannot be compared.")
+                continue
             wins = pairs[pairs["outcome"] == "wins"]
             budgets_won = sorted(set(wins["search_budget"].astype(int)))
             budgets_lost = sorted(set(pairs["search_budget"].astype(int)) - set(budgets_won))
@@ -690,16 +698,20 @@ def budget_readings(trend: pd.DataFrame, verifier: str = BUDGET_VERIFIER) -> lis
     if not fid.empty:
         worse = fid[fid["worse_at_largest"]]
         listed = ", ".join(f"{r.model} {r.search} (best at budget {_num(r.best_budget)}: {_num(r.best_value)}, "
-                           f"{_num(r.largest_value)} at {_num(r.largest_budget)})" for r in worse.itertuples(index=False))
+                           f"{_num(r.largest_value)} at {_num(r.largest_budget)})"
+                           for r in worse.itertuples(index=False))
         beyond = int(worse["beyond_noise"].sum())
         verdict = ("agrees with" if len(worse) * 2 > len(fid) else "partly agrees with" if len(worse)
                    else "differs from")
+        claim = "who see FID worsen at large budgets of random search with an oracle (IS) verifier"
+        # Baseline + one budget cannot show FID improving first and worsening later.
+        conclusion = (f"This {verdict} {MA}, {claim}." if (fid["budgets"] > 2).any() else
+                      f"Each line has a single search budget, too few to test {MA}'s finding ({claim}).")
         sentences.append(
-            f"With the {verifier} verifier, FID at the largest budget is worse than at a smaller budget in {len(worse)} "
-            f"of {len(fid)} search lines" + (f" ({listed}; {beyond} beyond the CI)" if len(worse) else "")
-            + f", and worse than without search in {int(fid['worse_than_baseline'].sum())}. This {verdict} {MA}, "
-            "who see FID worsen at large budgets of random search with an oracle (IS) verifier.")
-    recall = trend[trend["metric"] == "recall"]
+            f"With the {verifier} verifier, FID at the largest budget is worse than at a smaller budget in "
+            f"{len(worse)} of {len(fid)} search lines" + (f" ({listed}; {beyond} beyond the CI)" if len(worse) else "")
+            + f", and worse than without search in {int(fid['worse_than_baseline'].sum())}. {conclusion}")
+    recall = trend[(trend["metric"] == "recall") & trend["baseline"].notna()]
     if not recall.empty:
         falls = recall[recall["largest_value"] < recall["baseline"]]
         changes = ", ".join(f"{r.model} {r.search} {_num(r.baseline)} -> {_num(r.largest_value)}"
@@ -712,7 +724,8 @@ def budget_readings(trend: pd.DataFrame, verifier: str = BUDGET_VERIFIER) -> lis
             f"({changes}; {beyond} beyond the CI). This {diversity} {MA}'s explanation that oracle search worsens "
             "FID through a loss of diversity.")
     elif not fid.empty:
-        sentences.append("The table has no recall, so diversity loss cannot be checked here.")
+        sentences.append("The table has no recall with a no-search baseline, so diversity loss cannot be checked "
+                         "here.")
     return sentences
 
 

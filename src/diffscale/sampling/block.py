@@ -47,19 +47,20 @@ def to_pil(images):
     return VaeImageProcessor.numpy_to_pil(images.permute(0, 2, 3, 1).float().cpu().numpy())
 
 
-def block_verifier(params: dict, block: Block, paths: Paths, device):
-    """The verifier guiding a search block, with the ensemble members it needs (toy judges if any)."""
+def study_verifiers(params: dict, paths: Paths, names: list[str], device) -> dict:
+    """The named verifiers of a study, with the ensemble members they need (and the toy judges if any)."""
     from diffscale.cells import uses_toyworld
     from diffscale.verifiers import VerifierResources, build_verifiers
 
-    wanted, specs = [block.verifier], {}
+    wanted, specs = list(names), {}
     while wanted:
         name = wanted.pop()
         specs[name] = params["verifiers"][name]
         wanted += [m for m in specs[name].get("members", []) if m not in specs]
     toy = uses_toyworld(params)
     resources = VerifierResources(oracle=paths.component("oracle") if toy else None, clip=paths.component("clip") if toy else None)
-    return build_verifiers(specs, resources, device)[block.verifier]
+    built = build_verifiers(specs, resources, pick_device(device) if isinstance(device, str) else device)
+    return {name: built[name] for name in names}
 
 
 class BlockSampler:
@@ -74,7 +75,7 @@ class BlockSampler:
         self.pipeline = gpu.configure(load_pipeline(paths.model(block.model), self.device, self.dtype), params["execution"])
         self.family = family_of(self.pipeline)
         self.shape = self.family.latent_shape(self.pipeline)
-        self.verifier = block_verifier(params, block, paths, self.device) if block.search != "none" else None
+        self.verifier = study_verifiers(params, paths, [block.verifier], self.device)[block.verifier] if block.search != "none" else None
         self.load_seconds = time.perf_counter() - started
 
         started = time.perf_counter()

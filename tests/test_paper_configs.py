@@ -1,0 +1,78 @@
+"""The paper-scale studies plan correctly under both engines, and their cost estimates follow the formulas."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from diffscale.cells import Paths, blocks, expand
+from diffscale.config import load
+from diffscale.dag import nodes
+from diffscale.estimate import study_cost, trajectory_multiplier
+
+BIN = Path(sys.executable).parent
+ENV = os.environ | {"PATH": str(BIN) + os.pathsep + os.environ.get("PATH", "")}
+CONFIGS = ["config/ldm-scaling.yaml", "config/search-scaling.yaml"]
+
+
+def run(cmd, cwd) -> str:
+    result = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True)
+    assert result.returncode == 0, f"{' '.join(map(str, cmd))} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_snakemake_plans_every_node_with_gpus_for_sampling(repo, tmp_path, config):
+    plan = run([sys.executable, "-m", "snakemake", "-n", "-s", repo / "Snakefile", "-d", tmp_path,
+                "--profile", repo / "workflow" / "profiles" / "slurm", "--configfile", repo / config], tmp_path)
+    params = load(repo / config)
+    study_nodes = nodes(params, Paths.of(params))
+    samples = sum(n.stage.split("@")[0] in ("sample", "search") for n in study_nodes)
+    assert samples == len(expand(params))  # sampling.jobs: cell
+    assert f"sample                {samples:>7}" in plan or f"sample {samples}" in " ".join(plan.split())
+    for rule in ("model", "eval_prompts", "fetch_inception"):
+        assert f"rule {rule}:" in plan
+    assert "gpu=1" in plan and "runtime=" in plan
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_dvc_plans_the_same_stages(repo, tmp_path, config):
+    shutil.copy(repo / config, tmp_path / "params.yaml")
+    run(["git", "init", "-q"], tmp_path)
+    run([BIN / "dvc", "init", "-q"], tmp_path)
+    run([BIN / "diffscale", "dvc-yaml"], tmp_path)
+    # `dvc repro --dry` stops at the first stage whose inputs do not exist yet (the models to fetch);
+    # `dvc status` checks the same pipeline and parameters and lists every stage that would run.
+    pending = json.loads(run([BIN / "dvc", "status", "--json"], tmp_path))
+    params = load(repo / config)
+    assert set(pending) == {n.stage for n in nodes(params, Paths.of(params))}
+    run([BIN / "dvc", "dag", "--dot"], tmp_path)  # a valid graph: no cycles, no output written by two stages
+
+
+def test_search_cost_follows_each_algorithms_formula(repo):
+    params = load(repo / "config" / "search-scaling.yaml")
+    cost = study_cost(params, {"sd-v1-5": 1.0}).set_index("cell")
+    for cell in expand(params):
+        if cell.model != "sd-v1-5":
+            continue
+        nfe = cost.loc[cell.id, "nfe_per_image"]
+        if cell.search in ("none", "random", "zero-order", "fk-steering"):
+            assert nfe == 2 * cell.steps * max(cell.budget, 1)
+        else:  # paths: 30 steps, start 15, rounds of 2 back and 4 forward, 2 copies
+            assert nfe == 2 * trajectory_multiplier(params, cell) * cell.steps
+            assert trajectory_multiplier(params, cell) > cell.budget
+        assert cost.loc[cell.id, "pflops"] == pytest.approx(nfe * 200 / 1e6)  # DrawBench: 200 prompts x 1 GFLOP
+
+
+def test_one_job_per_cell_keeps_cells_apart(repo):
+    params = load(repo / "config" / "ldm-scaling.yaml")
+    grouped = blocks(params)
+    assert all(len(cells) == 1 for cells in grouped.values())
+    paths = Paths.of(params)
+    assert len({paths.samples(c) for c in expand(params)}) == len(expand(params))
