@@ -7,6 +7,8 @@ and an exact NFE count, x0 predictions, decoding, and the backbone's cost on rea
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from diffusers import (AutoencoderKL, DDIMScheduler, DiTPipeline, DiTTransformer2DModel, StableDiffusionPipeline,
@@ -209,3 +211,54 @@ def test_oom_fallback_gives_up_at_batch_size_one():
     assert gpu.batched_with_oom_fallback(mps, [1, 2, 3], 3) == [2, 4, 6] and mps.sizes == [3, 1, 1, 1]
     with pytest.raises(KeyError):  # anything else is not swallowed
         gpu.batched_with_oom_fallback(lambda batch: {}[batch[0]], [1], 1)
+
+
+@pytest.fixture(scope="module")
+def tiny_clip(tmp_path_factory):
+    """A randomly initialised open_clip model in `local-dir:` format: a real CLIPScore verifier, tiny."""
+    import open_clip
+
+    from diffscale.toyworld import clip
+
+    torch.manual_seed(0)
+    config = clip.model_config(width=32, layers=1)
+    out = tmp_path_factory.mktemp("clip")
+    clip.save(open_clip.CLIP(**config).eval(), config, out)
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_block_sampler_searches_with_a_verifier_on_every_family(folders, tiny_clip, tmp_path, monkeypatch, name):
+    """The whole sampling job on a real pipeline class: a local model entry, search cells, the ledger."""
+    from diffscale import prompts as prompt_sets
+    from diffscale.cells import Cell, Paths
+    from diffscale.config import resolve
+    from diffscale.models import prepare_local
+    from diffscale.sampling.block import sample_block
+
+    monkeypatch.chdir(tmp_path)
+    params = resolve({
+        "study": "families", "seed": 0, "device": "cpu", "models": {name: {"source": "local", "path": str(folders[name])}},
+        "prompt_sets": {"p": {"kind": "fetched", "input": "drawbench", "size": 2}},
+        "sampling": {"batch_size": 2}, "scoring": {"metrics": []},
+        "verifiers": {"clip": {"kind": "clip-score", "model": f"local-dir:{tiny_clip}"}},
+        "grids": [{"models": [name], "samplers": ["ddpm"], "steps": [3], "guidance": [2.0], "prompt_sets": ["p"],
+                   "search": {"algorithms": ["random", "fk-steering"], "verifiers": ["clip"], "budgets": [2]}}],
+    })
+    paths = Paths.of(params)
+    prepare_local(params["models"][name], paths.model(name))
+    prompt_sets.write(paths.prompt_set("p"), prompts(name))
+    cells = [Cell(name, "ddpm", 3, 2.0, "p", search, verifier, budget)
+             for search, verifier, budget in (("none", "none", 0), ("random", "clip", 2), ("fk-steering", "clip", 2))]
+    for cell in cells:
+        sample_block(params, paths.block_of(cell), [cell], paths, progress=False)
+        ledger = json.loads((paths.samples(cell) / "ledger.json").read_text())
+        records = [json.loads(line) for line in (paths.samples(cell) / "records.jsonl").read_text().splitlines()]
+        assert ledger["nfe_per_image"] == 2 * 3 * max(cell.budget, 1)
+        assert ledger["gflops_per_nfe"] > 0
+        assert (ledger["verifier_images"] > 0) == (cell.search != "none")
+        assert len(records) == 2 and all((cell.verifier in r["verifier_scores"]) == (cell.search != "none") for r in records)
+    plain, searched = (paths.samples(c) / "images" / "00000.png" for c in cells[:2])
+    # Random search keeps candidate 0 (the plain image) or a better one by the verifier.
+    record = json.loads((paths.samples(cells[1]) / "records.jsonl").read_text().splitlines()[0])
+    assert (plain.read_bytes() == searched.read_bytes()) == (record["candidate"] == 0)

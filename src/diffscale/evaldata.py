@@ -13,7 +13,6 @@ optionally the first `size` records after a shuffle seeded by `seed`.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 import random
@@ -28,6 +27,7 @@ from typing import Callable
 from diffscale import prompts as prompt_sets
 from diffscale.atomic import write_text
 from diffscale.models.hub import FetchError
+from diffscale.models.zoo import sha256_of
 
 PARTI_COMMIT = "2c99f6652cbc7f0d0441aa91f4c7e7055bcb0071"  # google-research/parti: "First release of PartiPrompts"
 COMPBENCH_COMMIT = "1b7094991a57f3c22abdd4f6e8ba6c1a15517073"  # Karine-Huang/T2I-CompBench
@@ -215,14 +215,6 @@ EVAL_INPUTS: dict[str, dict] = {
 
 
 # ---------------------------------------------------------------------------------------------- fetching
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 def _copy_into(source: Path, out: Path) -> None:
     out = Path(out)

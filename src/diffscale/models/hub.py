@@ -20,7 +20,7 @@ import shutil
 from pathlib import Path
 
 from diffscale.atomic import atomic_directory, write_text
-from diffscale.models.zoo import MANIFEST, UNSAFE_SUFFIXES, _sha256, weight_files
+from diffscale.models.zoo import MANIFEST, UNSAFE_SUFFIXES, sha256_of, weight_files
 
 PIPELINE_DIR = "pipeline"  # the fetched folder, relative to the model's output directory
 ALLOWED_LIBRARIES = ("diffusers", "transformers")
@@ -260,7 +260,7 @@ def fetch_hf(entry: dict, out: Path) -> dict:
         unsafe = [str(p.relative_to(staging)) for p in weight_files(staging) if p.suffix != ".safetensors"]
         if unsafe:
             raise ValueError(f"{where}: only safetensors weights are accepted; found {unsafe}")
-        files = {p.relative_to(staging).as_posix(): _sha256(p) for p in weight_files(staging)}
+        files = {p.relative_to(staging).as_posix(): sha256_of(p) for p in weight_files(staging)}
         for local, digest in files.items():
             _verify_blob(origin[local], digest, where)
     manifest = {

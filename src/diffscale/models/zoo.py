@@ -20,7 +20,7 @@ MANIFEST = "diffscale-source.json"
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
-def _sha256(path: Path) -> str:
+def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -46,7 +46,7 @@ def prepare_local(entry: dict, out: Path) -> dict:
     manifest = {
         "source": "local",
         "path": str(folder),
-        "files": {str(p.relative_to(folder)): _sha256(p) for p in weight_files(folder)},
+        "files": {str(p.relative_to(folder)): sha256_of(p) for p in weight_files(folder)},
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))

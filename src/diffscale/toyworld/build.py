@@ -14,7 +14,7 @@ from diffscale import prompts as prompt_sets
 from diffscale.atomic import atomic_directory
 from diffscale.cells import Paths
 from diffscale.config import derive_seed, toy_training
-from diffscale.toyworld import autoencoder, clip, denoiser, oracle, scenes, text
+from diffscale.toyworld import autoencoder, clip, denoiser, judge, oracle, scenes, text
 
 
 def _seed(params: dict, *what) -> int:
@@ -84,15 +84,25 @@ def build_text_encoder(params: dict, paths: Paths) -> None:
         (out / "training.json").write_text(json.dumps(report, indent=2))
 
 
-def build_oracle(params: dict, paths: Paths) -> None:
+def _build_classifier(params: dict, paths: Paths, name: str, module) -> None:
+    """A slot classifier (`oracle` or `judge`), trained on the dataset and scored on the held-out reference."""
     _threads(params)
-    s = toy_training(params, "oracle")
+    s = toy_training(params, name)
     images, labels, _ = load_dataset(paths)
-    model = oracle.fit(images, labels, s["width"], s["steps"], s["batch_size"], s["lr"], _seed(params, "oracle"))
+    model = module.fit(images, labels, s["width"], s["steps"], s["batch_size"], s["lr"], _seed(params, name))
     with np.load(paths.reference) as held_out:
         report = oracle.accuracy(model, held_out["images"], held_out["labels"])
-    with atomic_directory(paths.component("oracle")) as out:
-        oracle.save(model, out, report)
+    with atomic_directory(paths.component(name)) as out:
+        module.save(model, out, report)
+
+
+def build_oracle(params: dict, paths: Paths) -> None:
+    _build_classifier(params, paths, "oracle", oracle)
+
+
+def build_judge(params: dict, paths: Paths) -> None:
+    """The compositional-accuracy judge: another architecture and seed than the oracle that search optimises."""
+    _build_classifier(params, paths, "judge", judge)
 
 
 def build_clip(params: dict, paths: Paths) -> None:
@@ -123,19 +133,3 @@ def build_denoiser(params: dict, paths: Paths, model: str) -> None:
         denoiser.save_pipeline(unet, components, out)
         (out / "training.json").write_text(json.dumps(report | {"settings": s}, indent=2))
 
-
-def build_judge(params: dict, paths: Paths) -> None:
-    """The compositional-accuracy judge: another architecture and seed than the oracle that search optimises.
-
-    Trained with `toyworld.judge` settings, or the oracle's while a study has none.
-    """
-    from diffscale.toyworld import judge
-
-    _threads(params)
-    s = toy_training(params, "judge" if "judge" in params["toyworld"] else "oracle")
-    images, labels, _ = load_dataset(paths)
-    model = judge.fit(images, labels, s["width"], s["steps"], s["batch_size"], s["lr"], _seed(params, "judge"))
-    with np.load(paths.reference) as held_out:
-        report = oracle.accuracy(model, held_out["images"], held_out["labels"])
-    with atomic_directory(paths.component("judge")) as out:
-        judge.save(model, out, report)

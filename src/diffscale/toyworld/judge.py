@@ -10,19 +10,15 @@ takes either.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
+from diffscale.toyworld import oracle
 from diffscale.toyworld.oracle import AttributeClassifier
 from diffscale.toyworld.scenes import IMAGE_SIZE, SLOTS
-from diffscale.toyworld.training import to_unit_range, train
-
-WEIGHTS, CONFIG = "judge.safetensors", "judge.json"
 
 
 class CoordinateChannels(nn.Module):
@@ -35,11 +31,11 @@ class CoordinateChannels(nn.Module):
         return torch.cat([images, xs, ys], 1)
 
 
-class JudgeClassifier(nn.Module):
+class JudgeClassifier(AttributeClassifier):
     """CoordConv + three conv/max-pool stages (32 -> 4) + an MLP trunk, one linear head per slot."""
 
     def __init__(self, width: int, feature_dim: int = 96):
-        super().__init__()
+        nn.Module.__init__(self)  # the oracle's readers (forward, predict, ...), another trunk
         self.config = {"width": width, "feature_dim": feature_dim}
         self.trunk = nn.Sequential(
             CoordinateChannels(),
@@ -51,42 +47,14 @@ class JudgeClassifier(nn.Module):
         )
         self.heads = nn.ModuleList(nn.Linear(feature_dim, len(classes)) for classes in SLOTS.values())
 
-    def features(self, images: torch.Tensor) -> torch.Tensor:
-        return self.trunk(images)
-
-    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """Logits per slot, in the order of `SLOTS`."""
-        features = self.features(images)
-        return [head(features) for head in self.heads]
-
-    # The oracle's readers only call `self(images)`: the same code serves both classifiers.
-    slot_probabilities = AttributeClassifier.slot_probabilities
-    predict = AttributeClassifier.predict
-
 
 def fit(images: np.ndarray, labels: np.ndarray, width: int, steps: int, batch_size: int, lr: float, seed: int) -> JudgeClassifier:
-    torch.manual_seed(seed)
-    model = JudgeClassifier(width)
-    data, targets = to_unit_range(images), torch.from_numpy(labels)
-
-    def loss(idx):
-        logits = model(data[idx])
-        return sum(nn.functional.cross_entropy(l, targets[idx, k]) for k, l in enumerate(logits))
-
-    train(model.parameters(), loss, len(data), steps, batch_size, lr, seed, desc="judge")
-    return model.eval()
+    return oracle.fit(images, labels, width, steps, batch_size, lr, seed, architecture=JudgeClassifier, desc="judge")
 
 
 def save(model: JudgeClassifier, out: Path, report: dict) -> None:
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    save_file(model.state_dict(), str(out / WEIGHTS))
-    meta = {"architecture": "judge", "config": model.config, "slots": SLOTS, "heldout_accuracy": report}
-    (out / CONFIG).write_text(json.dumps(meta, indent=2))
+    oracle.save(model, out, report, name="judge")
 
 
 def load(path: Path) -> JudgeClassifier:
-    meta = json.loads((Path(path) / CONFIG).read_text())
-    model = JudgeClassifier(**meta["config"])
-    model.load_state_dict(load_file(str(Path(path) / WEIGHTS)))
-    return model.eval()
+    return oracle.load(path, JudgeClassifier, name="judge")

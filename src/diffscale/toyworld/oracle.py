@@ -18,9 +18,6 @@ from torch import nn
 from diffscale.toyworld.scenes import IMAGE_SIZE, SLOTS
 from diffscale.toyworld.training import to_unit_range, train
 
-WEIGHTS, CONFIG = "oracle.safetensors", "oracle.json"
-
-
 class AttributeClassifier(nn.Module):
     """Two strided convolutions keep the 8x8 layout (no global pooling: position is a label)."""
 
@@ -56,16 +53,18 @@ class AttributeClassifier(nn.Module):
         return torch.stack([l.argmax(-1) for l in self(images)], 1)
 
 
-def fit(images: np.ndarray, labels: np.ndarray, width: int, steps: int, batch_size: int, lr: float, seed: int):
+def fit(images: np.ndarray, labels: np.ndarray, width: int, steps: int, batch_size: int, lr: float, seed: int,
+        architecture: type[nn.Module] = AttributeClassifier, desc: str = "oracle") -> nn.Module:
+    """Train a slot classifier (the oracle's architecture, or another one such as the judge's)."""
     torch.manual_seed(seed)
-    model = AttributeClassifier(width)
+    model = architecture(width)
     data, targets = to_unit_range(images), torch.from_numpy(labels)
 
     def loss(idx):
         logits = model(data[idx])
         return sum(nn.functional.cross_entropy(l, targets[idx, k]) for k, l in enumerate(logits))
 
-    train(model.parameters(), loss, len(data), steps, batch_size, lr, seed, desc="oracle")
+    train(model.parameters(), loss, len(data), steps, batch_size, lr, seed, desc=desc)
     model.eval()
     return model
 
@@ -77,14 +76,16 @@ def accuracy(model: AttributeClassifier, images: np.ndarray, labels: np.ndarray)
     return {"all_slots": float(correct.all(1).float().mean()), **per_slot}
 
 
-def save(model: AttributeClassifier, out: Path, report: dict) -> None:
+def save(model: nn.Module, out: Path, report: dict, name: str = "oracle") -> None:
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    save_file(model.state_dict(), str(out / WEIGHTS))
-    (out / CONFIG).write_text(json.dumps({"config": model.config, "slots": SLOTS, "heldout_accuracy": report}, indent=2))
+    save_file(model.state_dict(), str(out / f"{name}.safetensors"))
+    meta = {"architecture": name, "config": model.config, "slots": SLOTS, "heldout_accuracy": report}
+    (out / f"{name}.json").write_text(json.dumps(meta, indent=2))
 
 
-def load(path: Path) -> AttributeClassifier:
-    meta = json.loads((Path(path) / CONFIG).read_text())
-    model = AttributeClassifier(**meta["config"])
-    model.load_state_dict(load_file(str(Path(path) / WEIGHTS)))
+def load(path: Path, architecture: type[nn.Module] = AttributeClassifier, name: str = "oracle") -> nn.Module:
+    meta = json.loads((Path(path) / f"{name}.json").read_text())
+    model = architecture(**meta["config"])
+    model.load_state_dict(load_file(str(Path(path) / f"{name}.safetensors")))
     return model.eval()
