@@ -93,3 +93,15 @@ def test_clipscore_runs_through_open_clips_local_dir_loader(toy_data, tmp_path):
     assert scores.shape == (6,) and scores.dtype == torch.float32
     assert ((scores >= -1) & (scores <= 1)).all()
     torch.testing.assert_close(scores, scorer.cosine(images, toy_data[2][:6], batch_size=6))
+
+
+def test_resampled_precision_recall_equals_torch_fidelity_on_the_full_set():
+    from diffscale.metrics.fidelity import ResampledPrecisionRecall, precision_recall
+
+    generator = torch.Generator().manual_seed(0)
+    reference = torch.randn(300, 16, generator=generator, dtype=torch.float64)
+    generated = 0.7 * torch.randn(80, 16, generator=generator, dtype=torch.float64) + 0.3
+    fast = ResampledPrecisionRecall(generated, reference)
+    assert fast(torch.arange(80)) == precision_recall(generated, reference)
+    subset = torch.tensor([3, 3, 7, 11, 20, 20, 20, 41, 50, 79])
+    assert fast(subset) == precision_recall(generated[subset], reference)

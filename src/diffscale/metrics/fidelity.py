@@ -13,7 +13,7 @@ from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_features_to_statistics, fid_statistics_to_metric
 from torch_fidelity.metric_isc import KEY_METRIC_ISC_MEAN, isc_features_to_metric
 from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, kid_features_to_metric
-from torch_fidelity.metric_prc import KEY_METRIC_PRECISION, KEY_METRIC_RECALL, prc_features_to_metric
+from torch_fidelity.metric_prc import KEY_METRIC_PRECISION, KEY_METRIC_RECALL, calc_cdist_part, prc_features_to_metric
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
 
@@ -96,10 +96,36 @@ def kid(generated: torch.Tensor, reference: torch.Tensor, subsets: int = 100, se
     )[KEY_METRIC_KID_MEAN]
 
 
+NEIGHBORHOOD = 3  # torch-fidelity's default k for the k-NN balls
+
+
 def precision_recall(generated: torch.Tensor, reference: torch.Tensor) -> dict[str, float]:
     """Kynkaanniemi et al.'s improved precision (fidelity) and recall (diversity: how much of the data it covers)."""
-    out = prc_features_to_metric(generated, reference, prc_neighborhood=3, prc_batch_size=10000, save_cpu_ram=True, verbose=False)
+    out = prc_features_to_metric(generated, reference, prc_neighborhood=NEIGHBORHOOD, prc_batch_size=10000,
+                                 save_cpu_ram=True, verbose=False)
     return {"precision": out[KEY_METRIC_PRECISION], "recall": out[KEY_METRIC_RECALL]}
+
+
+class ResampledPrecisionRecall:
+    """Precision and recall of resampled generated sets, from distances computed once.
+
+    torch-fidelity recomputes the reference set's k-NN radii (a reference x reference distance matrix)
+    on every call, which made a 100-resample bootstrap cost minutes per cell. The balls are the same
+    (k-th neighbour, `calc_cdist_part` distances, `<=`), so at the full index set this gives torch-fidelity's
+    numbers exactly (tested); a resample only re-indexes the generated rows.
+    """
+
+    def __init__(self, generated: torch.Tensor, reference: torch.Tensor):
+        self.reference_radius = calc_cdist_part(reference, reference).kthvalue(NEIGHBORHOOD + 1).values
+        self.cross = calc_cdist_part(generated, reference)  # generated x reference
+        self.within = calc_cdist_part(generated, generated)
+        self.in_data = (self.cross <= self.reference_radius).any(dim=1)  # generated sample inside a data ball
+
+    def __call__(self, idx) -> dict[str, float]:
+        idx = torch.as_tensor(idx)
+        radius = self.within[idx][:, idx].kthvalue(NEIGHBORHOOD + 1, dim=1).values
+        covered = (self.cross[idx].T <= radius).any(dim=1)  # reference sample inside a generated ball
+        return {"precision": self.in_data[idx].float().mean().item(), "recall": covered.float().mean().item()}
 
 
 def inception_score(logits: torch.Tensor, resamples: int, confidence: float, seed: int) -> dict:
@@ -135,9 +161,10 @@ def fidelity_metrics(generated: torch.Tensor, reference: torch.Tensor, wanted: l
         value = kid(generated, reference, 100, seed)
         low, high = bootstrap_ci(n, lambda idx: kid(generated[idx], reference, 5, seed), resamples, confidence, seed, value)
         out["kid"] = {"value": value, "ci_low": low, "ci_high": high, "n": n}
-    for name in ("precision", "recall"):
-        if name in wanted:
-            value = precision_recall(generated, reference)[name]
-            low, high = bootstrap_ci(n, lambda idx: precision_recall(generated[idx], reference)[name], resamples, confidence, seed, value)
-            out[name] = {"value": value, "ci_low": low, "ci_high": high, "n": n}
+    if {"precision", "recall"} & set(wanted):
+        values, resampled = precision_recall(generated, reference), ResampledPrecisionRecall(generated, reference)
+        for name in ("precision", "recall"):
+            if name in wanted:
+                low, high = bootstrap_ci(n, lambda idx: resampled(idx)[name], resamples, confidence, seed, values[name])
+                out[name] = {"value": values[name], "ci_low": low, "ci_high": high, "n": n}
     return out
