@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -38,7 +39,10 @@ def test_snakemake_plans_every_node_with_gpus_for_sampling(repo, tmp_path, confi
     assert f"sample                {samples:>7}" in plan or f"sample {samples}" in " ".join(plan.split())
     for rule in ("model", "eval_prompts", "fetch_inception"):
         assert f"rule {rule}:" in plan
-    assert "gpu=1" in plan and "runtime=" in plan
+    assert "gpu=1" in plan
+    # Sampling jobs ask for the runtime their FLOPs need (estimate x 2 + 10 minutes), not a flat default.
+    runtimes = {int(m) for m in re.findall(r"rule sample:(?:(?!\nrule )[\s\S])*?runtime=(\d+)", plan)}
+    assert len(runtimes) > 1 and min(runtimes) >= 10
 
 
 @pytest.mark.parametrize("config", CONFIGS)
