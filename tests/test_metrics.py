@@ -96,7 +96,14 @@ def test_clipscore_runs_through_open_clips_local_dir_loader(toy_data, tmp_path):
 
 
 def test_resampled_precision_recall_equals_torch_fidelity_on_the_full_set():
-    from diffscale.metrics.fidelity import ResampledPrecisionRecall, precision_recall
+    from torch_fidelity.metric_prc import prc_features_to_metric
+
+    from diffscale.metrics.fidelity import NEIGHBORHOOD, ResampledPrecisionRecall
+
+    def precision_recall(generated, reference):
+        out = prc_features_to_metric(generated, reference, prc_neighborhood=NEIGHBORHOOD, prc_batch_size=10000,
+                                     save_cpu_ram=True, verbose=False)
+        return {"precision": out["precision"], "recall": out["recall"]}
 
     generator = torch.Generator().manual_seed(0)
     reference = torch.randn(300, 16, generator=generator, dtype=torch.float64)

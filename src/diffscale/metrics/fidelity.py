@@ -13,7 +13,7 @@ from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_features_to_statistics, fid_statistics_to_metric
 from torch_fidelity.metric_isc import KEY_METRIC_ISC_MEAN, isc_features_to_metric
 from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, kid_features_to_metric
-from torch_fidelity.metric_prc import KEY_METRIC_PRECISION, KEY_METRIC_RECALL, calc_cdist_part, prc_features_to_metric
+from torch_fidelity.metric_prc import calc_cdist_part
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
 
@@ -99,11 +99,9 @@ def kid(generated: torch.Tensor, reference: torch.Tensor, subsets: int = 100, se
 NEIGHBORHOOD = 3  # torch-fidelity's default k for the k-NN balls
 
 
-def precision_recall(generated: torch.Tensor, reference: torch.Tensor) -> dict[str, float]:
-    """Kynkaanniemi et al.'s improved precision (fidelity) and recall (diversity: how much of the data it covers)."""
-    out = prc_features_to_metric(generated, reference, prc_neighborhood=NEIGHBORHOOD, prc_batch_size=10000,
-                                 save_cpu_ram=True, verbose=False)
-    return {"precision": out[KEY_METRIC_PRECISION], "recall": out[KEY_METRIC_RECALL]}
+def reference_k_radius(reference: torch.Tensor) -> torch.Tensor:
+    """Each reference sample's distance to its k-th neighbour: the data balls, the same for every cell."""
+    return calc_cdist_part(reference, reference).kthvalue(NEIGHBORHOOD + 1).values
 
 
 class ResampledPrecisionRecall:
@@ -115,8 +113,8 @@ class ResampledPrecisionRecall:
     numbers exactly (tested); a resample only re-indexes the generated rows.
     """
 
-    def __init__(self, generated: torch.Tensor, reference: torch.Tensor):
-        self.reference_radius = calc_cdist_part(reference, reference).kthvalue(NEIGHBORHOOD + 1).values
+    def __init__(self, generated: torch.Tensor, reference: torch.Tensor, reference_radius: torch.Tensor | None = None):
+        self.reference_radius = reference_k_radius(reference) if reference_radius is None else reference_radius
         self.cross = calc_cdist_part(generated, reference)  # generated x reference
         self.within = calc_cdist_part(generated, generated)
         self.in_data = (self.cross <= self.reference_radius).any(dim=1)  # generated sample inside a data ball
@@ -147,7 +145,7 @@ def fid_from_statistics(generated: torch.Tensor, reference_statistics: dict, res
 
 
 def fidelity_metrics(generated: torch.Tensor, reference: torch.Tensor, wanted: list[str], resamples: int,
-                     confidence: float, seed: int) -> dict[str, dict]:
+                     confidence: float, seed: int, reference_radius: torch.Tensor | None = None) -> dict[str, dict]:
     """FID/KID/precision/recall of the cell against the reference, each with a bootstrap CI over its images."""
     n = len(generated)
     out = {}
@@ -162,7 +160,8 @@ def fidelity_metrics(generated: torch.Tensor, reference: torch.Tensor, wanted: l
         low, high = bootstrap_ci(n, lambda idx: kid(generated[idx], reference, 5, seed), resamples, confidence, seed, value)
         out["kid"] = {"value": value, "ci_low": low, "ci_high": high, "n": n}
     if {"precision", "recall"} & set(wanted):
-        values, resampled = precision_recall(generated, reference), ResampledPrecisionRecall(generated, reference)
+        resampled = ResampledPrecisionRecall(generated, reference, reference_radius)
+        values = resampled(torch.arange(n))  # equal to torch-fidelity's prc_features_to_metric (tested)
         for name in ("precision", "recall"):
             if name in wanted:
                 low, high = bootstrap_ci(n, lambda idx: resampled(idx)[name], resamples, confidence, seed, values[name])

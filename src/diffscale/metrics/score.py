@@ -40,7 +40,7 @@ class Judges:
         toy = params["prompt_sets"][prompt_set]["kind"].startswith("toy-")
         self.oracle = self.judge = self.clip = None
         self.verifiers = metric_verifiers(params, paths, prompt_set)
-        self.reference_features = self.reference_statistics = None
+        self.reference_features = self.reference_statistics = self.reference_radius = None
         self.extractor, self.extractor_weights = fidelity.TOY_EXTRACTOR, str(paths.component("oracle"))
         if not toy:
             self.extractor = fidelity.INCEPTION_EXTRACTOR
@@ -59,6 +59,7 @@ class Judges:
         if wanted & set(DISTRIBUTION_METRICS):
             with np.load(paths.reference) as reference:
                 self.reference_features = fidelity.extract_features(reference["images"], self.extractor, self.extractor_weights)
+            self.reference_radius = fidelity.reference_k_radius(self.reference_features)
         self.clip = clipscore.OpenClipScorer(f"local-dir:{paths.component('clip')}") if "clip_score" in wanted else None
 
 
@@ -105,7 +106,8 @@ def score_cell(params: dict, cell: Cell, samples: Path, labels_by_id: dict, judg
     if judges.reference_features is not None and set(DISTRIBUTION_METRICS) & set(wanted):
         features = fidelity.extract_features(pixels, judges.extractor, judges.extractor_weights)
         details = {"feature_extractor": judges.extractor, "reference_n": len(judges.reference_features)}
-        for name, value in fidelity.fidelity_metrics(features, judges.reference_features, wanted, resamples, confidence, seed).items():
+        for name, value in fidelity.fidelity_metrics(features, judges.reference_features, wanted, resamples, confidence, seed,
+                                                         judges.reference_radius).items():
             results[name] = value | {"details": details}
     if judges.reference_statistics is not None and "fid" in wanted:
         features = fidelity.extract_features(pixels, judges.extractor, judges.extractor_weights)

@@ -75,7 +75,9 @@ class BlockSampler:
         self.pipeline = gpu.configure(load_pipeline(paths.model(block.model), self.device, self.dtype), params["execution"])
         self.family = family_of(self.pipeline)
         self.shape = self.family.latent_shape(self.pipeline)
-        self.verifier = study_verifiers(params, paths, [block.verifier], self.device)[block.verifier] if block.search != "none" else None
+        self.verifier = None
+        if block.search != "none":
+            self.verifier = study_verifiers(params, paths, [block.verifier], self.device)[block.verifier]
         self.load_seconds = time.perf_counter() - started
 
         started = time.perf_counter()
@@ -104,7 +106,8 @@ class BlockSampler:
             denoiser=denoiser, make_scheduler=lambda: make_scheduler(cell.sampler, self.pipeline.scheduler.config),
             stochastic=SAMPLERS[cell.sampler].stochastic, steps=cell.steps, guidance=cell.guidance,
             cond=cond, uncond=uncond, seeds=seeds, prompts=prompts, shape=self.shape, decode=self.decode,
-            verifier=self.verifier, chunk=self.params["sampling"]["batch_size"],
+            # As many trajectories per denoiser batch as slots: an out-of-memory retry with fewer slots shrinks both.
+            verifier=self.verifier, chunk=len(seeds),
             intermediate_step=min(cell.steps - 1, int(steps_in)) if self.verifier.needs_intermediate else None,
         )
 
