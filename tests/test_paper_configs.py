@@ -36,7 +36,7 @@ def test_snakemake_plans_every_node_with_gpus_for_sampling(repo, tmp_path, confi
     study_nodes = nodes(params, Paths.of(params))
     samples = sum(n.stage.split("@")[0] in ("sample", "search") for n in study_nodes)
     assert samples == len(expand(params))  # sampling.jobs: cell
-    assert f"sample                {samples:>7}" in plan or f"sample {samples}" in " ".join(plan.split())
+    assert f"sample {samples}" in " ".join(plan.split())  # the job stats table
     for rule in ("model", "eval_prompts", "fetch_inception"):
         assert f"rule {rule}:" in plan
     assert "gpu=1" in plan

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from diffscale.sampling import SAMPLERS, CountingDenoiser, denoise, make_scheduler
-from diffscale.sampling.block import initial_noise
+from diffscale.sampling.loop import initial_noise
 from diffscale.toyworld.denoiser import SD_SCHEDULE
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from diffscale.sampling import SAMPLERS, CountingDenoiser, denoise, make_scheduler
-from diffscale.sampling.block import initial_noise
+from diffscale.sampling.loop import initial_noise
 from diffscale.search import ALGORITHMS, SearchProblem
 from diffscale.search import fk_steering, paths
 from diffscale.toyworld.denoiser import SD_SCHEDULE

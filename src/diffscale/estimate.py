@@ -56,8 +56,8 @@ def real_model_gflops(params: dict) -> dict[str, float]:
 def summary(params: dict, sustained_tflops: float) -> pd.DataFrame:
     """Per model: cells, images, NFEs, PFLOPs and GPU-hours at `sustained_tflops` (denoiser only)."""
     cells = study_cost(params, real_model_gflops(params))
-    table = cells.groupby("model", sort=False).agg(cells=("cell", "size"), images=("images", "sum"),
-                                                   nfe=("nfe_per_image", lambda s: float((s * cells.loc[s.index, "images"]).sum())),
+    cells["nfe"] = cells["nfe_per_image"] * cells["images"]
+    table = cells.groupby("model", sort=False).agg(cells=("cell", "size"), images=("images", "sum"), nfe=("nfe", "sum"),
                                                    pflops=("pflops", "sum"))
     table["gpu_hours"] = table["pflops"] * 1e15 / (sustained_tflops * 1e12) / 3600
     return table

@@ -1,4 +1,5 @@
 # Shared state of the workflow: the validated study, its paths and its DAG nodes (from the library).
+import functools
 import re
 
 import yaml
@@ -16,10 +17,14 @@ PATHS = Paths.of(PARAMS)
 NODES = {node.stage: node for node in dag.nodes(PARAMS, PATHS)}
 BLOCK_IDS = [stage.split("@", 1)[1] for stage in NODES if stage.split("@")[0] in ("sample", "search")]
 GPUS = 0 if PARAMS["device"] == "cpu" else 1
-# Slurm `runtime` of GPU sampling jobs, from the real architectures' FLOPs (toy jobs take minutes).
-SAMPLE_MINUTES = estimate.block_minutes(PARAMS) if GPUS else {}
 TOY_PROMPT_SETS = [n for n, p in PARAMS["prompt_sets"].items() if p["kind"].startswith("toy-")]
 EVAL_PROMPT_SETS = [n for n in PARAMS["prompt_sets"] if n not in TOY_PROMPT_SETS]
+
+
+@functools.cache
+def sample_minutes():
+    """Slurm `runtime` of GPU sampling jobs from the real architectures' FLOPs, computed once and only when asked."""
+    return estimate.block_minutes(PARAMS) if GPUS else {}
 
 
 def study_file():

@@ -14,7 +14,7 @@ rule sample:
     resources:
         gpu=GPUS,
         mem_mb=4000,
-        runtime=lambda w: SAMPLE_MINUTES.get(w.block, 60),
+        runtime=lambda w: sample_minutes().get(w.block, 60),
     conda:
         "../envs/diffscale.yaml"
     log:

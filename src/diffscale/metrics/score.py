@@ -69,7 +69,7 @@ def metric_verifiers(params: dict, paths: Paths, prompt_set: str) -> dict:
     names = params["scoring"].get("verifier_metrics", {}).get(prompt_set, [])
     if not names:
         return {}
-    from diffscale.sampling.block import study_verifiers
+    from diffscale.verifiers import study_verifiers
 
     return study_verifiers(params, paths, names, params["device"])
 

@@ -26,41 +26,19 @@ from diffscale.models import gpu, load_pipeline
 from diffscale.models.families import family_of
 from diffscale.models.flops import backbone_gflops_per_nfe
 from diffscale.models.zoo import pick_device
-from diffscale.sampling.loop import CountingDenoiser, denoise, take
+from diffscale.sampling.loop import CountingDenoiser, denoise, initial_noise, take
 from diffscale.sampling.samplers import SAMPLERS, make_scheduler
 from diffscale.search import ALGORITHMS, SearchProblem
+from diffscale.verifiers import study_verifiers
 
 
 def image_seed(global_seed: int, prompt: dict, replicate: int) -> int:
     return derive_seed(global_seed, prompt["id"], prompt["prompt"], replicate)
 
 
-def initial_noise(seeds: list[int], shape: tuple[int, ...], device) -> tuple[torch.Tensor, list[torch.Generator]]:
-    """One generator per image: its starting noise first, then any noise a stochastic sampler draws."""
-    generators = [torch.Generator(device="cpu").manual_seed(s) for s in seeds]
-    noise = torch.stack([torch.randn(shape, generator=g) for g in generators]).to(device)
-    return noise, generators
-
-
 def to_pil(images):
     """Images in [0, 1] -> PIL, rounded as diffusers' image processor rounds them."""
     return VaeImageProcessor.numpy_to_pil(images.permute(0, 2, 3, 1).float().cpu().numpy())
-
-
-def study_verifiers(params: dict, paths: Paths, names: list[str], device) -> dict:
-    """The named verifiers of a study, with the ensemble members they need (and the toy judges if any)."""
-    from diffscale.cells import uses_toyworld
-    from diffscale.verifiers import VerifierResources, build_verifiers
-
-    wanted, specs = list(names), {}
-    while wanted:
-        name = wanted.pop()
-        specs[name] = params["verifiers"][name]
-        wanted += [m for m in specs[name].get("members", []) if m not in specs]
-    toy = uses_toyworld(params)
-    resources = VerifierResources(oracle=paths.component("oracle") if toy else None, clip=paths.component("clip") if toy else None)
-    built = build_verifiers(specs, resources, pick_device(device) if isinstance(device, str) else device)
-    return {name: built[name] for name in names}
 
 
 class BlockSampler:

@@ -30,6 +30,21 @@ def concat(*conds: Conditioning) -> Conditioning:
     return tree_map(lambda *xs: torch.cat(xs), *conds)
 
 
+def generators_for(seeds: list[int]) -> list[torch.Generator]:
+    return [torch.Generator(device="cpu").manual_seed(s) for s in seeds]
+
+
+def gaussian(generators: list[torch.Generator], shape: tuple[int, ...]) -> torch.Tensor:
+    """One unit-Gaussian draw per generator (on CPU, so the bytes do not depend on the device)."""
+    return torch.stack([torch.randn(shape, generator=g) for g in generators])
+
+
+def initial_noise(seeds: list[int], shape: tuple[int, ...], device) -> tuple[torch.Tensor, list[torch.Generator]]:
+    """One generator per image: its starting noise first, then any noise a stochastic sampler draws."""
+    generators = generators_for(seeds)
+    return gaussian(generators, shape).to(device), generators
+
+
 class CountingDenoiser:
     """Wraps a diffusion backbone (UNet or DiT); `nfe` counts per-sample evaluations (a CFG pair counts 2)."""
 

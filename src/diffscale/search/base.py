@@ -14,21 +14,12 @@ import torch
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from diffscale.config import derive_seed
-from diffscale.sampling.loop import Conditioning, CountingDenoiser, denoise, take
+from diffscale.sampling.loop import Conditioning, CountingDenoiser, denoise, gaussian, generators_for, take
 
 
 def candidate_seed(image_seed: int, k: int) -> int:
     """Candidate 0 is the no-search image itself; the others are derived, so candidate sets are nested."""
     return image_seed if k == 0 else derive_seed(image_seed, "candidate", k)
-
-
-def generators_for(seeds: list[int]) -> list[torch.Generator]:
-    return [torch.Generator(device="cpu").manual_seed(s) for s in seeds]
-
-
-def gaussian(generators: list[torch.Generator], shape: tuple[int, ...]) -> torch.Tensor:
-    """One unit-Gaussian draw per generator (on CPU, so the bytes do not depend on the device)."""
-    return torch.stack([torch.randn(shape, generator=g) for g in generators])
 
 
 @dataclass

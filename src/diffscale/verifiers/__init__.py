@@ -20,4 +20,22 @@ from diffscale.verifiers.base import (
 # Importing the modules registers their kinds.
 from diffscale.verifiers import aesthetic, classifier, clipscore, ensemble, hps, oracle, self_consistency  # noqa: E402,F401
 
-__all__ = ["VERIFIERS", "Verifier", "VerifierCost", "VerifierResources", "build_verifiers", "register"]
+
+def study_verifiers(params: dict, paths, names: list[str], device) -> dict:
+    """The named verifiers of a study (`paths`: its `cells.Paths`), with the ensemble members they need and
+    the toy world's oracle and CLIP where the study uses it."""
+    from diffscale.cells import uses_toyworld
+    from diffscale.models.zoo import pick_device
+
+    wanted, specs = list(names), {}
+    while wanted:
+        name = wanted.pop()
+        specs[name] = params["verifiers"][name]
+        wanted += [m for m in specs[name].get("members", []) if m not in specs]
+    toy = uses_toyworld(params)
+    resources = VerifierResources(oracle=paths.component("oracle") if toy else None, clip=paths.component("clip") if toy else None)
+    built = build_verifiers(specs, resources, pick_device(device) if isinstance(device, str) else device)
+    return {name: built[name] for name in names}
+
+
+__all__ = ["VERIFIERS", "Verifier", "VerifierCost", "VerifierResources", "build_verifiers", "register", "study_verifiers"]
