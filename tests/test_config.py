@@ -9,7 +9,9 @@ import sys
 import pytest
 import yaml
 
-from diffscale.config import ParamsError, derive_seed, load, resolve
+from diffscale.config import load, resolve
+from diffscale.errors import ParamsError
+from diffscale.seeds import derive_seed
 
 
 @pytest.fixture
@@ -74,7 +76,7 @@ def test_snakemake_stops_before_any_job_on_bad_params(tmp_path, repo, smoke):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(smoke))
     result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(tmp_path), "--configfile", str(path), "-n"],
+        [sys.executable, "-m", "snakemake", "-s", str(repo / "workflow" / "Snakefile"), "-d", str(tmp_path), "--configfile", str(path), "-n"],
         capture_output=True, text=True,
     )
     assert result.returncode != 0
@@ -116,3 +118,80 @@ def test_ensemble_members_must_be_other_verifiers(smoke):
     smoke["verifiers"]["ensemble"]["members"] = ["oracle", "nope"]
     with pytest.raises(ParamsError, match="verifiers.ensemble.members: 'nope' is not another defined verifier"):
         resolve(smoke)
+
+
+def test_verifier_options_are_checked_per_kind(smoke):
+    smoke["verifiers"]["clip"]["backbone"] = "toy-clip"  # an option of self-consistency, not of clip-score
+    smoke["verifiers"]["aesthetic"] = {"kind": "aesthetic"}  # without its required `mlp`
+    with pytest.raises(ParamsError) as error:
+        resolve(smoke)
+    message = str(error.value)
+    assert "verifiers.clip: unknown key(s) ['backbone']; allowed keys: ['batch_size', 'kind', 'model', 'pretrained', 'toy']" in message
+    assert "verifiers.aesthetic: 'mlp' is a required property" in message
+
+
+def test_search_options_are_checked_by_their_algorithm(smoke):
+    bad_value = copy.deepcopy(smoke)
+    bad_value["search"]["fk-steering"]["potential"] = "sum"
+    with pytest.raises(ParamsError, match=r"search.fk-steering.potential: 'sum' is not allowed; allowed values: \['difference', 'max'\]"):
+        resolve(bad_value)
+    smoke["search"]["paths"] = {"forward": 2, "backward": 2}  # would never finish a round
+    with pytest.raises(ParamsError, match="search.paths.backward: must exceed forward"):
+        resolve(smoke)
+
+
+def test_defaults_come_from_the_registries(smoke):
+    from diffscale.search import ALGORITHMS
+
+    del smoke["search"]
+    del smoke["verifiers"]["self-consistency"]["level"]
+    params = resolve(smoke)
+    assert params["search"]["paths"] == ALGORITHMS["paths"].defaults
+    assert params["verifiers"]["self-consistency"]["level"] == 0.5
+    assert params["verifiers"]["oracle"]["batch_size"] == 256
+
+
+def test_an_ensemble_cycle_is_refused(smoke):
+    smoke["verifiers"]["a"] = {"kind": "ensemble", "members": ["oracle", "b"]}
+    smoke["verifiers"]["b"] = {"kind": "ensemble", "members": ["clip", "a"]}
+    with pytest.raises(ParamsError, match="members form a cycle"):
+        resolve(smoke)
+
+
+def test_a_metric_must_apply_to_a_prompt_set_with_its_inputs(smoke):
+    smoke["scoring"]["metrics"].append("inception_score")
+    smoke["prompt_sets"]["drawbench"] = {"kind": "fetched", "input": "drawbench", "size": 4}
+    with pytest.raises(ParamsError) as error:
+        resolve(smoke)
+    message = str(error.value)
+    assert "'inception_score' applies to prompt sets of kind ['imagenet-classes']" in message
+    assert "scoring.fid_reference: required to score fid on prompt set 'drawbench'" in message
+    assert "scoring.clip: required to score clip_score on prompt set 'drawbench'" in message
+
+
+def test_committed_schema_is_the_registries_schema(repo):
+    from diffscale import schema
+
+    committed = (repo / "src" / "diffscale" / "schemas" / "params.schema.json").read_text()
+    assert committed == schema.render(), "params.schema.json is stale: run `diffscale schema`"
+    assert (repo / "workflow" / "schemas" / "params.schema.json").read_text() == committed
+
+
+@pytest.mark.parametrize("study_file", ["params.yaml", "config/ldm-scaling.yaml", "config/search-scaling.yaml"])
+def test_building_the_dag_imports_no_heavy_library(repo, study_file):
+    """Snakemake parses the workflow on every invocation: validating a study, building its DAG and its plans
+    must not load torch, diffusers or pandas (seconds each); only jobs do."""
+    code = (
+        "import sys\n"
+        "from diffscale.config import load\n"
+        "from diffscale.cells import Paths\n"
+        "from diffscale import dag, dvc, estimate\n"
+        f"params = load({str(repo / study_file)!r})\n"
+        "[dag.Plan.of(node, params).digest for node in dag.nodes(params, Paths.of(params))]\n"
+        "heavy = [m for m in ('torch', 'diffusers', 'transformers', 'pandas', 'numpy', 'open_clip', 'torch_fidelity')"
+        " if m in sys.modules]\n"
+        "print(heavy)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=repo)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -233,7 +233,7 @@ def test_block_sampler_searches_with_a_verifier_on_every_family(folders, tiny_cl
     from diffscale import prompts as prompt_sets
     from diffscale.cells import Cell, Paths
     from diffscale.config import resolve
-    from diffscale.models import prepare_local
+    from diffscale.models.hub import prepare_model
     from diffscale.sampling.block import sample_block
 
     monkeypatch.chdir(tmp_path)
@@ -246,7 +246,7 @@ def test_block_sampler_searches_with_a_verifier_on_every_family(folders, tiny_cl
                    "search": {"algorithms": ["random", "fk-steering"], "verifiers": ["clip"], "budgets": [2]}}],
     })
     paths = Paths.of(params)
-    prepare_local(params["models"][name], paths.model(name))
+    prepare_model(params["models"][name], paths.model(name))
     prompt_sets.write(paths.prompt_set("p"), prompts(name))
     cells = [Cell(name, "ddpm", 3, 2.0, "p", search, verifier, budget)
              for search, verifier, budget in (("none", "none", 0), ("random", "clip", 2), ("fk-steering", "clip", 2))]

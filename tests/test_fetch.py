@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from diffscale import evaldata, prompts
-from diffscale.models import hub, zoo
+from diffscale.models import hub, source
 
 REPO_ID = "diffscale-test/tiny-ddpm"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -93,7 +93,7 @@ def test_offline_without_cache_says_how_to_fix(offline_hub, tmp_path):
     message = str(raised.value)
     for needed in (REPO_ID, COMMIT, "HF_HUB_OFFLINE", "source: local", "huggingface-cli download"):
         assert needed in message, (needed, message)
-    assert not (tmp_path / "model" / zoo.MANIFEST).exists()
+    assert not (tmp_path / "model" / source.MANIFEST).exists()
 
 
 def test_fetch_from_offline_cache_gives_a_loadable_folder_and_manifest(offline_hub, tiny_pipeline, tmp_path):
@@ -103,9 +103,9 @@ def test_fetch_from_offline_cache_gives_a_loadable_folder_and_manifest(offline_h
     out = tmp_path / "model"
     manifest = hub.fetch_hf(entry(), out)
 
-    assert json.loads((out / zoo.MANIFEST).read_text()) == manifest
+    assert json.loads((out / source.MANIFEST).read_text()) == manifest
     assert manifest["source"] == "hf" and manifest["repo"] == REPO_ID and manifest["revision"] == COMMIT
-    folder = zoo.resolve_folder(out)
+    folder = source.resolve_folder(out)
     assert folder == out / "pipeline" and (folder / "model_index.json").exists()
     expected = hashlib.sha256((snapshot / "unet/diffusion_pytorch_model.safetensors").read_bytes()).hexdigest()
     assert manifest["files"] == {"unet/diffusion_pytorch_model.safetensors": expected}  # the fp16 variant is left out
@@ -124,7 +124,7 @@ def test_fetch_a_variant_loads_without_the_variant_argument(offline_hub, tiny_pi
     assert list(manifest["files"]) == ["unet/diffusion_pytorch_model.safetensors"]
     from safetensors import safe_open
 
-    folder = zoo.resolve_folder(tmp_path / "model")
+    folder = source.resolve_folder(tmp_path / "model")
     with safe_open(folder / "unet/diffusion_pytorch_model.safetensors", "pt") as weights:
         assert weights.get_tensor(next(iter(weights.keys()))).dtype == torch.float16  # the fp16 file, renamed
     DiffusionPipeline.from_pretrained(folder, use_safetensors=True, local_files_only=True)  # no variant= needed
@@ -139,7 +139,7 @@ def test_pickled_weights_are_refused(offline_hub, tiny_pipeline, tmp_path):
     lay_out_cache(offline_hub, tiny_pipeline, edit=only_bin)
     with pytest.raises(ValueError, match=r"safetensors.*unet/diffusion_pytorch_model\.bin"):
         hub.fetch_hf(entry(), tmp_path / "model")
-    assert not (tmp_path / "model" / zoo.MANIFEST).exists()
+    assert not (tmp_path / "model" / source.MANIFEST).exists()
 
 
 @pytest.mark.parametrize("change", [
@@ -165,8 +165,8 @@ def test_revision_must_be_a_commit(tmp_path):
 
 
 def test_local_manifest_keeps_absolute_paths(tiny_pipeline, tmp_path):
-    zoo.prepare_local({"source": "local", "path": str(tiny_pipeline)}, tmp_path / "model")
-    assert zoo.resolve_folder(tmp_path / "model") == tiny_pipeline.resolve()
+    source.prepare_local({"source": "local", "path": str(tiny_pipeline)}, tmp_path / "model")
+    assert source.resolve_folder(tmp_path / "model") == tiny_pipeline.resolve()
 
 
 # -------------------------------------------------------------------------------- evaluation inputs

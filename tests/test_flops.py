@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from diffscale.models import backbone_gflops_per_nfe
+from diffscale.models.flops import backbone_gflops_per_nfe
 
 
 def text_states(tokens: int, width: int) -> dict:
@@ -35,3 +35,10 @@ def test_flops_grow_with_width(tiny_unet):
     small = backbone_gflops_per_nfe(tiny_unet, (4, 8, 8), text_states(16, 16))
     large = backbone_gflops_per_nfe(build(width=16, cross_attention_dim=16), (4, 8, 8), text_states(16, 16))
     assert 2.5 < large / small < 4.5  # convolution cost grows ~ width^2
+
+
+def test_the_recorded_architecture_costs_are_what_the_meta_device_counts():
+    """Estimates read `architectures.json` (no torch while building the DAG); counting again must agree."""
+    from diffscale.models.architectures import counted, measure_architectures
+
+    assert measure_architectures() == counted(), "architectures.json is stale: python -m diffscale.models.architectures --write"

@@ -6,8 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from diffscale.metrics import fidelity
+from types import SimpleNamespace
+
+from diffscale.metrics import METRICS, fidelity
 from diffscale.metrics.bootstrap import bootstrap_ci, mean_with_ci
+from diffscale.metrics.score import CellImages
 from diffscale.toyworld import clip as toy_clip
 from diffscale.toyworld import oracle, scenes
 
@@ -35,13 +38,25 @@ def test_fid_is_zero_for_identical_sets_and_grows_with_a_shift():
     assert near == pytest.approx(8 * 0.25, rel=1e-6) and far == pytest.approx(8 * 4.0, rel=1e-6)
 
 
+class FeatureCell(CellImages):
+    """A cell known only by its features, scored by the registry's metrics as a real cell is."""
+
+    def __init__(self, features: torch.Tensor, reference: torch.Tensor):
+        self.features, self.n, self.seed, self.resamples, self.confidence = features, len(features), 0, 30, 0.9
+        self.scoring = SimpleNamespace(toy=True, extractor="test", reference_features=reference, reference_radius=None,
+                                       reference_fid_statistics=fidelity.fid_features_to_statistics(reference))
+
+
 def test_fidelity_cis_contain_their_estimate():
     rng = np.random.default_rng(1)
     generated, reference = (torch.from_numpy(rng.normal(size=(120, 8)) + 0.3), torch.from_numpy(rng.normal(size=(300, 8))))
-    out = fidelity.fidelity_metrics(generated, reference, ["fid", "kid"], resamples=30, confidence=0.9, seed=0)
-    for metric in ("fid", "kid"):
-        assert out[metric]["ci_low"] <= out[metric]["value"] <= out[metric]["ci_high"]
-        assert out[metric]["ci_low"] < out[metric]["ci_high"]
+    cell = FeatureCell(generated, reference)
+    for metric in ("fid", "kid", "precision", "recall"):
+        out = METRICS[metric].compute(cell)
+        assert out["ci_low"] <= out["value"] <= out["ci_high"], metric
+        assert out["ci_low"] < out["ci_high"], metric
+    assert METRICS["fid"].compute(cell)["value"] == pytest.approx(
+        fidelity.fid(generated, fidelity.fid_features_to_statistics(reference)))
 
 
 def test_bootstrap_of_a_mean_brackets_it_and_narrows_with_more_images():

@@ -15,6 +15,8 @@ import pytest
 from PIL import Image
 
 from diffscale.report import analysis, build_report, figures
+from diffscale.report.metrics import higher_is_better, metric_name
+from diffscale.report.text import size_label
 from diffscale.report.tidy import COLUMNS
 
 PARAMS = {"toy-a": 100_000, "toy-b": 300_000, "toy-c": 1_000_000}
@@ -135,7 +137,7 @@ def test_crossovers_are_where_the_winner_changes(plain):
 def test_joint_frontier_is_monotone_and_non_dominated(metrics, metric):
     frontier = analysis.joint_frontier(metrics, metric)
     points = metrics[metrics["metric"] == metric]
-    sign = 1 if analysis.higher_is_better(metric) else -1
+    sign = 1 if higher_is_better(metric) else -1
     assert frontier["gflops_per_image"].is_monotonic_increasing
     assert (np.diff(sign * frontier["value"]) > 0).all()
     for row in frontier.itertuples():
@@ -179,14 +181,14 @@ def test_comparisons_refuse_mixed_prompt_sets(metrics):
 
 
 def test_unknown_metrics_count_as_scores():
-    assert analysis.higher_is_better("aesthetic") and not analysis.higher_is_better("kid")
-    assert analysis.metric_name("aesthetic_score") == "aesthetic score"
+    assert higher_is_better("aesthetic") and not higher_is_better("kid")
+    assert metric_name("aesthetic_score") == "aesthetic score"
 
 
 @pytest.mark.parametrize(("params", "label"), [(72_700, "72.7K"), (100_000, "0.1M"), (272_804, "0.27M"),
                                                (2_800_000, "2.8M"), (866e6, "866M"), (2e9, "2B")])
 def test_size_label(params, label):
-    assert analysis.size_label(params) == label
+    assert size_label(params) == label
 
 
 FIGURES = [figures.quality_vs_steps, figures.quality_vs_cost, figures.guidance_heatmap, figures.paper_comparison,

@@ -18,7 +18,20 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from diffscale.report import build_report, search
+from diffscale.report import build_report
+from diffscale.report.search_analysis import (
+    budget_effect,
+    budget_trend,
+    equal_compute,
+    equal_compute_summary,
+    has_search,
+    search_lines,
+    verifier_gains,
+    verifier_hacking,
+    verifier_metric_matrix,
+)
+from diffscale.report.search_figures import budget_plot, equal_compute_plot, scaling_curves, verifier_matrix_plot
+from diffscale.report.search_readings import budget_readings, verifier_readings
 from diffscale.report.tidy import COLUMNS
 
 PARAMS = {"toy-s": 100_000, "toy-m": 300_000, "toy-l": 1_000_000}
@@ -120,7 +133,7 @@ def report(tmp_path_factory, metrics):
 
 
 def test_search_lines_start_at_the_no_search_baseline(metrics):
-    lines = search.search_lines(metrics, ["fid"])
+    lines = search_lines(metrics, ["fid"])
     line = lines[(lines["model"] == "toy-s") & (lines["search"] == "random") & (lines["verifier"] == "oracle")]
     assert line["search_budget"].tolist() == [0, 2, 4, 8]
     assert line["nfe_per_image"].tolist() == [20, 40, 80, 160]
@@ -133,17 +146,17 @@ def test_search_lines_start_at_the_no_search_baseline(metrics):
 
 
 def test_matrix_signs_gains_so_that_a_falling_fid_is_positive(metrics):
-    gains = search.verifier_gains(metrics)
+    gains = verifier_gains(metrics)
     assert (gains["search_budget"] == 8).all()
     random_clip = gains[(gains["search"] == "random") & (gains["verifier"] == "clip")].set_index(["model", "metric"])
     assert random_clip.loc[("toy-s", "fid"), "value"] < random_clip.loc[("toy-s", "fid"), "baseline"]
     assert random_clip.loc[("toy-s", "fid"), "relative_gain"] == pytest.approx(0.1)
     assert random_clip.loc[("toy-s", "recall"), "relative_gain"] == pytest.approx(-0.05)
-    by_algorithm = search.verifier_metric_matrix(gains, by=["search"])
+    by_algorithm = verifier_metric_matrix(gains, by=["search"])
     assert by_algorithm.loc[("random", "clip"), "clip_score"] == pytest.approx(0.3)
     assert by_algorithm.loc[("random", "oracle"), "fid"] == pytest.approx(0.05)
     assert by_algorithm.loc[("zero-order", "clip"), "fid"] == pytest.approx(0.05)
-    matrix = search.verifier_metric_matrix(gains)
+    matrix = verifier_metric_matrix(gains)
     assert matrix.index.tolist() == ["oracle", "clip", "ensemble", "self-consistency"]
     assert matrix.columns.tolist() == ["fid", "precision", "recall", "clip_score", "compositional_accuracy",
                                        "oracle_confidence"]
@@ -154,19 +167,19 @@ def test_matrix_signs_gains_so_that_a_falling_fid_is_positive(metrics):
 
 
 def test_verifier_hacking_flags_the_own_metric_diagonal(metrics):
-    hacking = search.verifier_hacking(search.verifier_metric_matrix(search.verifier_gains(metrics)))
+    hacking = verifier_hacking(verifier_metric_matrix(verifier_gains(metrics)))
     hacking = hacking.set_index("verifier")
     assert hacking.index.tolist() == ["oracle", "clip"]
     assert hacking.loc["oracle", "own_metric"] == "oracle_confidence"
     assert hacking["hacked"].all() and hacking["own_is_column_best"].all()
     honest = pd.DataFrame({"oracle_confidence": [0.12], "compositional_accuracy": [0.1]}, index=["oracle"])
-    assert not search.verifier_hacking(honest)["hacked"].iloc[0]
+    assert not verifier_hacking(honest)["hacked"].iloc[0]
     harmful = pd.DataFrame({"oracle_confidence": [0.03], "compositional_accuracy": [-0.01]}, index=["oracle"])
-    assert search.verifier_hacking(harmful)["hacked"].iloc[0]
+    assert verifier_hacking(harmful)["hacked"].iloc[0]
 
 
 def test_equal_compute_picks_the_best_bigger_configuration_within_the_total_cost(metrics):
-    comparison = search.equal_compute(metrics, ["fid"])
+    comparison = equal_compute(metrics, ["fid"])
     assert set(comparison["model"]) == {"toy-s"}  # the largest model has nobody bigger to beat
     assert (comparison["cost_unit"] == "total_gflops_per_image").all()
     rows = comparison[(comparison["search"] == "random") & (comparison["verifier"] == "oracle")
@@ -190,9 +203,9 @@ def test_equal_compute_counts_the_verifier_cost(metrics):
     shifted = metrics.copy()
     at = (shifted["model"] == "toy-l") & (shifted["steps"] == 4) & (shifted["search"] == "none")
     shifted.loc[at, ["gflops_per_image", "total_gflops_per_image"]] = 8.1
-    total = search.equal_compute(shifted, ["fid"]).query(
+    total = equal_compute(shifted, ["fid"]).query(
         "search == 'random' and verifier == 'oracle' and big_model == 'toy-l' and search_budget == 4")
-    denoiser = search.equal_compute(shifted, ["fid"], cost="gflops_per_image").query(
+    denoiser = equal_compute(shifted, ["fid"], cost="gflops_per_image").query(
         "search == 'random' and verifier == 'oracle' and big_model == 'toy-l' and search_budget == 4")
     assert total["big_steps"].item() == 4
     assert denoiser["big_steps"].item() == 2
@@ -200,22 +213,22 @@ def test_equal_compute_counts_the_verifier_cost(metrics):
 
 def test_equal_compute_marks_budgets_the_bigger_model_cannot_afford(metrics):
     cheap = metrics[~((metrics["model"] == "toy-l") & (metrics["steps"] < 5))]
-    comparison = search.equal_compute(cheap, ["fid"])
+    comparison = equal_compute(cheap, ["fid"])
     at_two = comparison[(comparison["big_model"] == "toy-l") & (comparison["search_budget"] == 2)]
     assert (at_two["outcome"] == "unaffordable").all() and at_two["big_value"].isna().all()
-    summary = search.equal_compute_summary(comparison).set_index(["metric", "model", "big_model", "search_budget"])
+    summary = equal_compute_summary(comparison).set_index(["metric", "model", "big_model", "search_budget"])
     assert summary.loc[("fid", "toy-s", "toy-l", 2), "unaffordable"] == 14
 
 
 def test_budget_effect_shows_fid_turning_and_recall_falling(metrics):
-    effect = search.budget_effect(metrics)
+    effect = budget_effect(metrics)
     assert set(effect["verifier"]) == {"oracle"} and set(effect["metric"]) == {"fid", "recall"}
     line = effect[(effect["model"] == "toy-s") & (effect["search"] == "random")]
     fid = line[line["metric"] == "fid"]["value"].tolist()
     recall = line[line["metric"] == "recall"]["value"].tolist()
     assert fid == pytest.approx([14, 12.6, 11.9, 13.3])
     assert recall == pytest.approx([0.6, 0.6 * 0.95, 0.6 * 0.9, 0.6 * 0.8])
-    trend = search.budget_trend(effect).set_index(["model", "search", "metric"])
+    trend = budget_trend(effect).set_index(["model", "search", "metric"])
     assert len(trend) == 2 * 4 * 2
     assert trend.loc[("toy-s", "random", "fid"), "best_budget"] == 4
     assert trend["worse_at_largest"].xs("fid", level="metric").all()
@@ -223,15 +236,15 @@ def test_budget_effect_shows_fid_turning_and_recall_falling(metrics):
     assert trend.xs("recall", level="metric")["spearman_budget"].tolist() == pytest.approx([-1.0] * 8)
     assert trend.xs("recall", level="metric")["worse_than_baseline"].all()
     assert trend.loc[("toy-s", "random", "fid"), "beyond_noise"]  # 13.3 +- 0.3 excludes 11.9
-    readings = " ".join(search.budget_readings(search.budget_trend(effect)))
+    readings = " ".join(budget_readings(budget_trend(effect)))
     assert "worse than at a smaller budget in 8 of 8 search lines" in readings
     assert "agrees with Ma et al." in readings and "below no search in 8 of 8 lines" in readings
 
 
 DRAWINGS = [
-    lambda df, out: search.scaling_curves(df, out, "nfe_per_image"),
-    lambda df, out: search.scaling_curves(df, out, "total_gflops_per_image"),
-    search.verifier_matrix_plot, search.equal_compute_plot, search.budget_plot,
+    lambda df, out: scaling_curves(df, out, "nfe_per_image"),
+    lambda df, out: scaling_curves(df, out, "total_gflops_per_image"),
+    verifier_matrix_plot, equal_compute_plot, budget_plot,
 ]
 NAMES = ["scaling_nfe", "scaling_total_gflops", "verifier_matrix", "equal_compute", "budget"]
 
@@ -252,18 +265,18 @@ def test_search_figure_skips_a_table_without_search(draw, plain, tmp_path):
 
 def test_search_figures_skip_missing_metrics(metrics, tmp_path):
     no_diversity = metrics[~metrics["metric"].isin(["fid", "recall"])]
-    assert search.budget_plot(no_diversity, tmp_path) is None
-    assert search.budget_trend(search.budget_effect(no_diversity)).empty
+    assert budget_plot(no_diversity, tmp_path) is None
+    assert budget_trend(budget_effect(no_diversity)).empty
     no_independent = metrics[metrics["metric"] != "compositional_accuracy"]
-    assert search.verifier_hacking(search.verifier_metric_matrix(search.verifier_gains(no_independent))).empty
+    assert verifier_hacking(verifier_metric_matrix(verifier_gains(no_independent))).empty
 
 
 def test_analysis_is_empty_without_search(plain):
-    assert not search.has_search(plain)
-    assert search.search_lines(plain).empty and search.verifier_gains(plain).empty
-    assert search.verifier_metric_matrix(search.verifier_gains(plain)).empty
-    assert search.equal_compute(plain).empty and search.budget_trend(search.budget_effect(plain)).empty
-    assert search.verifier_readings(pd.DataFrame(), pd.DataFrame()) == []
+    assert not has_search(plain)
+    assert search_lines(plain).empty and verifier_gains(plain).empty
+    assert verifier_metric_matrix(verifier_gains(plain)).empty
+    assert equal_compute(plain).empty and budget_trend(budget_effect(plain)).empty
+    assert verifier_readings(pd.DataFrame(), pd.DataFrame()) == []
 
 
 def test_page_reports_the_search_findings(report):

@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from types import SimpleNamespace
+
 from diffscale.sampling import SAMPLERS, CountingDenoiser, denoise, make_scheduler
-from diffscale.sampling.loop import initial_noise
+from diffscale.sampling.loop import initial_noise, x0_prediction
 from diffscale.toyworld.denoiser import SD_SCHEDULE
 
 
@@ -45,8 +47,9 @@ def test_nfe_equals_the_denoiser_calls_made(tiny_unet, sampler, steps):
     denoiser, counter, _, scheduler = run(tiny_unet, sampler, steps, guidance=3.0)
     assert denoiser.nfe == counter.rows
     per_image = denoiser.nfe / 3
-    # CFG pairs count 2; Heun makes a second evaluation on every step but the last.
-    evaluations = 2 * steps - 1 if sampler == "heun" else steps
+    # CFG pairs count 2; the registry's formula (Heun: a second evaluation on every step but the last).
+    evaluations = SAMPLERS[sampler].evaluations(steps)
+    assert evaluations == (2 * steps - 1 if sampler == "heun" else steps)
     assert per_image == 2 * evaluations
     assert len(scheduler.timesteps) == evaluations
 
@@ -72,6 +75,43 @@ def test_x0_prediction_matches_the_schedulers_own(tiny_unet, sampler):
     step = scheduler.step(eps_u + 2.0 * (eps_c - eps_u), t, latents, generator=generators)
     assert len(trajectory.x0_predictions) == 3
     torch.testing.assert_close(trajectory.x0_predictions[0], step.pred_original_sample, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("sampler", ["dpmsolver++", "unipc"])
+def test_x0_of_multistep_solvers_is_the_one_their_step_computes(tiny_unet, sampler, monkeypatch):
+    """Solvers whose step returns no x0 compute it inside `step` (`convert_model_output`); ours must equal it."""
+    seen = []
+    original = type(make_scheduler(sampler, SD_SCHEDULE)).convert_model_output
+
+    def spy(self, *args, **kwargs):
+        seen.append(original(self, *args, **kwargs))
+        return seen[-1]
+
+    monkeypatch.setattr(type(make_scheduler(sampler, SD_SCHEDULE)), "convert_model_output", spy)
+    _, _, trajectory, _ = run(tiny_unet, sampler, 4, guidance=2.0, keep_x0=True)
+    assert len(trajectory.x0_predictions) == len(seen) == 4  # one conversion per step
+    for ours, theirs in zip(trajectory.x0_predictions, seen):
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_x0_conversion_follows_the_prediction_type(prediction_type):
+    """Epsilon and v-prediction checkpoints: the conversion equals DDIM's own x0 for the same output."""
+    config = SD_SCHEDULE | {"prediction_type": prediction_type}
+    ddim, solver = make_scheduler("ddim", config), make_scheduler("dpmsolver++", config)
+    ddim.set_timesteps(10)
+    generator = torch.Generator().manual_seed(0)
+    sample, output = torch.randn(2, 4, 8, 8, generator=generator), torch.randn(2, 4, 8, 8, generator=generator)
+    t = ddim.timesteps[3]
+    expected = ddim.step(output, t, sample).pred_original_sample
+    torch.testing.assert_close(x0_prediction(solver, SimpleNamespace(), sample, output, t), expected)
+
+
+def test_x0_refuses_a_prediction_type_it_does_not_know():
+    solver = make_scheduler("dpmsolver++", SD_SCHEDULE)
+    solver.register_to_config(prediction_type="flow_prediction")
+    with pytest.raises(ValueError, match="flow_prediction.*supported"):
+        x0_prediction(solver, SimpleNamespace(), torch.zeros(1, 4, 8, 8), torch.zeros(1, 4, 8, 8), 999)
 
 
 @pytest.mark.parametrize("sampler", ["ddim", "ddpm"])

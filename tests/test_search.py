@@ -115,9 +115,11 @@ def test_random_search_is_nested_and_its_anytime_curve_monotone(tiny_unet):
     results = {n: run(tiny_unet, "random", n)[1] for n in (1, 2, 4)}
     four = [h["candidate_scores"] for h in results[4].history]
     two = [h["candidate_scores"] for h in results[2].history]
-    assert [s[:2] for s in four] == two  # budget 2's candidates are budget 4's first two
+    # Budget 2's candidates are budget 4's first two (the same noises; batches of other sizes may round
+    # the last float bit differently).
+    assert [s[:2] for s in four] == [pytest.approx(s, abs=1e-5) for s in two]
     for smaller, larger in ((1, 2), (2, 4)):
-        assert (results[larger].scores >= results[smaller].scores).all()
+        assert (results[larger].scores >= results[smaller].scores - 1e-5).all()
     assert (results[4].scores > results[1].scores).any()  # search found something better somewhere
 
 

@@ -9,13 +9,14 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
+from diffscale.manifest import write_manifest
 from diffscale.metrics.clipscore import OpenClipScorer
 from diffscale.metrics.compositional import per_image
 from diffscale.toyworld import clip as toy_clip
 from diffscale.toyworld import oracle as toy_oracle
 from diffscale.toyworld import scenes
 from diffscale.verifiers import VERIFIERS, VerifierResources, build_verifiers
-from diffscale.verifiers.aesthetic import AestheticMLP
+from diffscale.verifiers.aesthetic import aesthetic_mlp
 from diffscale.verifiers.ensemble import EnsembleVerifier, group_ranks, prompt_groups
 
 EMBED = 32
@@ -36,10 +37,12 @@ def world(tmp_path_factory):
     torch.manual_seed(0)
     toy_oracle.save(toy_oracle.AttributeClassifier(width=8).eval(), root / "oracle", {})
     _save_clip(root / "clip", seed=1)
+    for component in ("oracle", "clip"):  # what the DAG's toy nodes write last: their integrity manifest
+        write_manifest(root / component)
     other = _save_clip(root / "clip-other", seed=2)  # HPS-style checkpoint: other weights, same architecture
     torch.save({"state_dict": other.state_dict(), "epoch": 1}, root / "hps.pt")
     torch.manual_seed(3)
-    mlp = AestheticMLP(EMBED)
+    mlp = aesthetic_mlp(EMBED)
     save_file(mlp.state_dict(), str(root / "aesthetic.safetensors"))
     torch.save(mlp.state_dict(), root / "aesthetic.pth")
     uint8, _, captions = scenes.sample_dataset(6, seed=4)
@@ -151,7 +154,7 @@ def test_group_ranks_by_hand():
 class _Fixed:
     """A stand-in member returning given scores (and charging the ledger like a real verifier)."""
 
-    needs_intermediate = False
+    intermediate_level = None
 
     def __init__(self, scores):
         self.scores = torch.tensor(scores)
@@ -217,7 +220,7 @@ def test_hps_loads_its_checkpoint_over_the_architecture(verifiers, world):
 
 def test_aesthetic_reads_safetensors_and_pth_alike(verifiers, world):
     assert torch.equal(_call(verifiers["aesthetic"], world), _call(verifiers["aesthetic-pth"], world))
-    keys = set(AestheticMLP().state_dict())
+    keys = set(aesthetic_mlp().state_dict())
     assert keys == {f"layers.{i}.{p}" for i in (0, 2, 4, 6, 7) for p in ("weight", "bias")}
 
 

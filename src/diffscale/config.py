@@ -1,20 +1,29 @@
 """Loading and validating a study's parameters; resolving named entries.
 
-Every engine (Snakemake, DVC, the CLI, the tests) reads a study through `load`, so a wrong key, type or
-value is reported once, naming the key and what is allowed, before any job starts.
+Every engine (Snakemake, DVC, the CLI, the tests) reads a study through `load` or `resolve`, so a wrong
+key, type or value is reported once, naming the key and what is allowed, before any job starts. The
+plug-in parts of the schema, their defaults and the checks across plug-ins (an algorithm's sampler, a
+verifier's x0 predictions, a metric's inputs) come from the registries; this module sits above them.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
+
+from diffscale import schema as study_schema
+from diffscale import verifiers as verifier_registry
+from diffscale.cells import uses_toyworld
+from diffscale.errors import ParamsError
+from diffscale.metrics import METRICS
+from diffscale.models.source import local_folder_problem
+from diffscale.sampling.samplers import SAMPLERS
+from diffscale.search import ALGORITHMS
+from diffscale.verifiers import VERIFIERS
 
 DEFAULTS: dict[str, Any] = {
     "device": "auto",
@@ -38,21 +47,16 @@ DEFAULTS: dict[str, Any] = {
     },
     "report": {},
     "verifiers": {},
-    "search": {
-        "zero-order": {"radius": 0.5, "neighbours": 3, "restart": "keep"},
-        "paths": {"copies": 2, "start": 0.5, "forward": 1, "backward": 2},
-        "fk-steering": {"lambda": 10.0, "potential": "difference", "interval": 2, "select": "best"},
-        "self_consistency_level": 0.5,
-    },
 }
 
 
-class ParamsError(ValueError):
-    """A study file that cannot run; the message names the key and what is allowed."""
+def defaults() -> dict:
+    """The defaults above plus each search algorithm's, from its registry entry."""
+    return DEFAULTS | {"search": {name: algorithm.defaults for name, algorithm in ALGORITHMS.items()}}
 
 
 def schema() -> dict:
-    return json.loads(resources.files("diffscale").joinpath("schemas/params.schema.json").read_text())
+    return study_schema.build()
 
 
 def _merge(base: dict, override: dict) -> dict:
@@ -78,127 +82,204 @@ def _explain(error: jsonschema.ValidationError) -> str:
         return f"{key}: unknown key(s) {unknown}; allowed keys: {allowed}"
     if error.validator == "enum":
         return f"{key}: {error.instance!r} is not allowed; allowed values: {error.validator_value}"
-    if error.validator == "required":
-        return f"{key}: {error.message}"
+    if error.validator == "const":
+        return f"{key}: {error.instance!r} is not allowed; allowed value: {error.validator_value!r}"
     return f"{key}: {error.message}"
 
 
-def validate(params: dict, source: str = "params") -> None:
-    """Schema validation plus the cross-references a schema cannot express."""
+def _schema_problems(raw: dict) -> list[str]:
     validator = jsonschema.Draft202012Validator(schema())
-    errors = sorted(validator.iter_errors(params), key=lambda e: list(e.absolute_path))
-    if errors:
-        lines = "\n".join(f"  - {_explain(e)}" for e in errors)
-        raise ParamsError(f"{source}: invalid study parameters:\n{lines}")
+    errors = sorted(validator.iter_errors(raw), key=lambda e: list(e.absolute_path))
+    return list(dict.fromkeys(_explain(e) for e in errors))
+
+
+def _reference_problems(params: dict) -> list[str]:
+    """Names a grid or the report uses must be defined."""
     problems = []
     for i, grid in enumerate(params["grids"]):
         for field, known in (("models", params["models"]), ("prompt_sets", params["prompt_sets"])):
             for name in grid[field]:
                 if name not in known:
                     problems.append(f"grids.{i}.{field}: {name!r} is not defined; defined: {sorted(known)}")
-    problems += _search_problems(params) + _real_scoring_problems(params)
-    reference = params.get("report", {}).get("reference_model")
+    reference = params["report"].get("reference_model")
     if reference is not None and reference not in params["models"]:
         problems.append(f"report.reference_model: {reference!r} is not defined; defined: {sorted(params['models'])}")
-    if params.get("report", {}).get("reference_steps") is not None:
+    if params["report"].get("reference_steps") is not None:
         steps = {s for grid in params["grids"] for s in grid["steps"]}
         if params["report"]["reference_steps"] not in steps:
             problems.append(f"report.reference_steps: {params['report']['reference_steps']} is not a step count of any grid; "
                             f"allowed: {sorted(steps)}")
+    return problems
+
+
+def _model_problems(params: dict) -> list[str]:
+    """A local model's folder must be there, a diffusers pipeline, with safetensors weights only."""
+    return [f"models.{name}.path: {problem}" for name, entry in params["models"].items()
+            if entry["source"] == "local" and (problem := local_folder_problem(entry))]
+
+
+def _verifier_problems(params: dict) -> list[str]:
+    """Members must be other defined verifiers without cycles; toy verifiers need the toy world."""
+    specs, problems = params["verifiers"], []
+    for name, spec in specs.items():
+        for member in VERIFIERS[spec["kind"]].members(spec):
+            if member not in specs or member == name:
+                problems.append(f"verifiers.{name}.members: {member!r} is not another defined verifier; "
+                                f"defined: {sorted(set(specs) - {name})}")
     if problems:
-        raise ParamsError(f"{source}: invalid study parameters:\n" + "\n".join(f"  - {p}" for p in problems))
-
-
-def _real_scoring_problems(params: dict) -> list[str]:
-    """Real prompt sets are scored by FID against fetched statistics and by a real CLIP, if configured."""
-    real = sorted(n for n, p in params["prompt_sets"].items() if not p["kind"].startswith("toy-"))
-    if not real:
-        return []
-    scoring = params.get("scoring", {})
-    metrics = scoring.get("metrics", DEFAULTS["scoring"]["metrics"])
-    problems = []
-    if all(not p["kind"].startswith("toy-") for p in params["prompt_sets"].values()):
-        extra = [m for m in metrics if m not in ("fid", "clip_score", "inception_score")]
-        if extra:
-            problems.append(f"scoring.metrics: {extra} need the toy world; real prompt sets {real} allow: "
-                            "['clip_score', 'fid', 'inception_score']")
-    needs = {"fid": ("fid_reference", "inception"), "clip_score": ("clip",), "inception_score": ("inception",)}
-    for metric, keys in needs.items():
-        for key in keys:
-            if metric in metrics and key not in scoring:
-                problems.append(f"scoring.{key}: required to score {metric} on real prompt sets {real}")
+        return problems
+    for name in specs:  # a -> b -> a
+        path, todo = [name], list(VERIFIERS[specs[name]["kind"]].members(specs[name]))
+        while todo:
+            member = todo.pop()
+            if member == name:
+                return [f"verifiers.{name}.members: the members form a cycle back to {name!r}"]
+            if member not in path:
+                path.append(member)
+                todo += VERIFIERS[specs[member]["kind"]].members(specs[member])
+    for name in specs:
+        levels = verifier_registry.intermediate_levels(name, specs)
+        if len(levels) > 1:
+            problems.append(f"verifiers.{name}: its members compare x0 predictions at different levels {sorted(levels)}")
+        needed = verifier_registry.toy_components([name], specs)
+        if needed and not uses_toyworld(params):
+            problems.append(f"verifiers.{name}: reads the toy world's {sorted(needed)}, but this study has no toy "
+                            "models or toy prompt sets; give the kind a real model")
     return problems
 
 
 def _search_problems(params: dict) -> list[str]:
-    """Verifier names must exist, and each algorithm needs a sampler and verifiers it can work with."""
-    from diffscale.sampling.samplers import SAMPLERS
-    from diffscale.search import ALGORITHMS
-
-    problems, verifiers = [], params.get("verifiers", {})
-    for name, spec in verifiers.items():
-        for member in spec.get("members", []):
-            if member not in verifiers or member == name:
-                problems.append(f"verifiers.{name}.members: {member!r} is not another defined verifier; defined: {sorted(verifiers)}")
-    def needs_intermediate(name, seen=()):
-        spec = verifiers.get(name, {})
-        return spec.get("kind") == "self-consistency" or any(
-            needs_intermediate(m, seen + (name,)) for m in spec.get("members", []) if m not in seen)
-    for prompt_set, names in params.get("scoring", {}).get("verifier_metrics", {}).items():
-        where = f"scoring.verifier_metrics.{prompt_set}"
-        if prompt_set not in params["prompt_sets"]:
-            problems.append(f"{where}: not a prompt set; defined: {sorted(params['prompt_sets'])}")
-        for name in names:
-            if name not in verifiers:
-                problems.append(f"{where}: {name!r} is not defined under `verifiers`; defined: {sorted(verifiers)}")
-            elif needs_intermediate(name):
-                problems.append(f"{where}: {name!r} needs x0 predictions, which a finished image does not have")
-            elif name in params.get("scoring", {}).get("metrics", []):
-                problems.append(f"{where}: {name!r} is also a metric name; rename the verifier")
+    """Each algorithm needs a sampler and verifiers it can work with, and options that can run."""
+    problems, specs = [], params["verifiers"]
+    for name, options in params["search"].items():
+        steps = sorted({s for grid in params["grids"] if name in (grid.get("search") or {}).get("algorithms", [])
+                        for s in grid["steps"]})
+        for problem in ALGORITHMS[name].problems(options, steps[0] if steps else 1):
+            problems.append(f"search.{name}.{problem}")
     for i, grid in enumerate(params["grids"]):
         search = grid.get("search")
         if not search:
             continue
         for name in search["verifiers"]:
-            if name not in verifiers:
-                problems.append(f"grids.{i}.search.verifiers: {name!r} is not defined under `verifiers`; defined: {sorted(verifiers)}")
-        for algorithm in search["algorithms"]:
-            needs = ALGORITHMS[algorithm].needs
-            if needs != "any":
-                allowed = sorted(n for n, s in SAMPLERS.items() if getattr(s, needs))
+            if name not in specs:
+                problems.append(f"grids.{i}.search.verifiers: {name!r} is not defined under `verifiers`; defined: {sorted(specs)}")
+        for algorithm_name in search["algorithms"]:
+            algorithm = ALGORITHMS[algorithm_name]
+            if algorithm.needs != "any":
+                allowed = [n for n, s in SAMPLERS.items() if getattr(s, algorithm.needs)]
                 for sampler in grid["samplers"]:
                     if sampler not in allowed:
-                        problems.append(f"grids.{i}.samplers: {algorithm} search needs a {needs} sampler, not {sampler!r}; "
-                                        f"allowed: {allowed}")
-            if not ALGORITHMS[algorithm].whole_trajectories:
+                        problems.append(f"grids.{i}.samplers: {algorithm_name} search needs a {algorithm.needs} sampler, "
+                                        f"not {sampler!r}; allowed: {allowed}")
+            if not algorithm.whole_trajectories:
                 for name in search["verifiers"]:
-                    if needs_intermediate(name):
+                    if name in specs and verifier_registry.intermediate_levels(name, specs):
                         problems.append(f"grids.{i}.search: verifier {name!r} compares a whole trajectory's x0 predictions, "
-                                        f"which {algorithm} search never has; use it with random or zero-order")
+                                        f"which {algorithm_name} search never has; use it with "
+                                        f"{[n for n, a in ALGORITHMS.items() if a.whole_trajectories]}")
     return problems
 
 
+def _scoring_problems(params: dict) -> list[str]:
+    """Every metric must apply to some prompt set, with the evaluation inputs it reads there configured."""
+    scoring, problems = params["scoring"], []
+    kinds = {name: spec["kind"] for name, spec in params["prompt_sets"].items()}
+    for metric_name in scoring["metrics"]:
+        metric = METRICS[metric_name]
+        applies = sorted(n for n, kind in kinds.items() if metric.applies_to(kind))
+        if not applies:
+            problems.append(f"scoring.metrics: {metric_name!r} applies to prompt sets of kind {sorted(metric.needs)}, "
+                            f"and this study has none (its prompt sets: {kinds})")
+        for prompt_set in applies:
+            for need in metric.needs[kinds[prompt_set]]:
+                where, _, key = need.partition(":")
+                if where == "scoring" and key not in scoring:
+                    problems.append(f"scoring.{key}: required to score {metric_name} on prompt set {prompt_set!r}")
+    for prompt_set, names in scoring.get("verifier_metrics", {}).items():
+        where = f"scoring.verifier_metrics.{prompt_set}"
+        if prompt_set not in params["prompt_sets"]:
+            problems.append(f"{where}: not a prompt set; defined: {sorted(params['prompt_sets'])}")
+        for name in names:
+            if name not in params["verifiers"]:
+                problems.append(f"{where}: {name!r} is not defined under `verifiers`; defined: {sorted(params['verifiers'])}")
+            elif verifier_registry.intermediate_levels(name, params["verifiers"]):
+                problems.append(f"{where}: {name!r} needs x0 predictions, which a finished image does not have")
+            elif name in METRICS:
+                problems.append(f"{where}: {name!r} is also a metric name; rename the verifier")
+    return list(dict.fromkeys(problems))
+
+
+def study_warnings(params: dict) -> list[str]:
+    """Settings that run but do not do what their name says (a search that never searches, ...)."""
+    found = []
+    for i, grid in enumerate(params["grids"]):
+        for name in (grid.get("search") or {}).get("algorithms", []):
+            for steps in grid["steps"]:
+                found += [f"grids.{i}: search.{name}.{w}" for w in ALGORITHMS[name].warnings(params["search"][name], steps)]
+    return list(dict.fromkeys(found))
+
+
+def _resolve_verifiers(specs: dict) -> dict:
+    """Each verifier spec with its kind's option defaults written out (they decide what it computes)."""
+    out = {}
+    for name, spec in specs.items():
+        options = VERIFIERS[spec["kind"]].options
+        out[name] = {key: option["default"] for key, option in options.items() if "default" in option} | spec
+    return out
+
+
 def resolve(raw: dict, source: str = "params") -> dict:
-    """Validate the file as written, then fill in defaults (defaults never hide a typo)."""
-    validate(raw, source)
-    return _merge(DEFAULTS, raw)
+    """Validate the file as written, fill in defaults (defaults never hide a typo), then check across entries."""
+    problems = _schema_problems(raw)
+    if problems:
+        raise ParamsError(f"{source}: invalid study parameters:\n" + "\n".join(f"  - {p}" for p in problems))
+    params = _merge(defaults(), raw)
+    params["verifiers"] = _resolve_verifiers(params["verifiers"])
+    problems = _reference_problems(params) + _model_problems(params) + _verifier_problems(params) + _search_problems(params)
+    problems += _scoring_problems(params)
+    if problems:
+        raise ParamsError(f"{source}: invalid study parameters:\n" + "\n".join(f"  - {p}" for p in problems))
+    return params
+
+
+class _StudyLoader(yaml.SafeLoader):
+    """YAML that refuses a key written twice in one mapping (plain YAML keeps the last, silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise ParamsError(f"{self.name}:{key_node.start_mark.line + 1}: key {key!r} is written twice in one "
+                                  f"mapping (first on line {seen[key]}); YAML would silently keep the last one")
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
+
+
+def read_study_file(path: str | Path) -> dict:
+    """The study file as written: a mapping, with syntax errors and duplicate keys named by file and line."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: no such study file") from None
+    loader = _StudyLoader(text)
+    loader.name = str(path)
+    try:
+        raw = loader.get_single_data()
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise ParamsError(f"{where}: not valid YAML: {getattr(error, 'problem', None) or error}") from None
+    finally:
+        loader.dispose()
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: expected a mapping of study parameters, got {type(raw).__name__}")
+    return raw
 
 
 def load(path: str | Path) -> dict:
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ParamsError(f"{path}: no such study file") from None
-    if not isinstance(raw, dict):
-        raise ParamsError(f"{path}: expected a mapping of study parameters, got {type(raw).__name__}")
-    return resolve(raw, str(path))
-
-
-def derive_seed(*parts: Any) -> int:
-    """A 63-bit seed from any JSON-able parts: seeds are derived, never implicit."""
-    digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
+    return resolve(read_study_file(path), str(path))
 
 
 def toy_training(params: dict, component: str, model: str | None = None) -> dict:

@@ -5,26 +5,22 @@ assumed sustained throughput. `diffscale estimate` prints it; the README quotes 
 
 from __future__ import annotations
 
-import pandas as pd
+from diffscale.cells import Cell, blocks, expand
+from diffscale.lazy import lazy_import
+from diffscale.models.architectures import HUB_REPOS, counted
+from diffscale.sampling.samplers import SAMPLERS
+from diffscale.search import ALGORITHMS
 
-from diffscale.cells import expand
-from diffscale.search import paths as search_paths
-
-
-def evaluations_per_trajectory(sampler: str, steps: int) -> int:
-    """Denoiser evaluations of one trajectory: Heun evaluates twice per step but the last."""
-    return 2 * steps - 1 if sampler == "heun" else steps
+pd = lazy_import("pandas")
 
 
-def trajectory_multiplier(params: dict, cell) -> float:
-    """Search NFEs in units of one trajectory (see each algorithm's NFE formula in `diffscale.search`)."""
-    if cell.search == "none":
-        return 1.0
-    if cell.search == "paths":
-        options = params["search"]["paths"]
-        start, spans = search_paths.rounds(cell.steps, options["start"], options["forward"], options["backward"])
-        return cell.budget * (start + options["copies"] * sum(end - begin for begin, end in spans)) / cell.steps
-    return float(cell.budget)
+def nfe_per_image(params: dict, cell: Cell) -> float:
+    """Denoiser evaluations per final image, a CFG pair counting 2, from the registries' formulas: the
+    sampler's evaluations per trajectory times the search algorithm's trajectories per image."""
+    nfe = SAMPLERS[cell.sampler].evaluations(cell.steps) * (1 if cell.guidance == 1.0 else 2)
+    if cell.search != "none":
+        nfe *= ALGORITHMS[cell.search].trajectories(cell.steps, cell.budget, params["search"][cell.search])
+    return nfe
 
 
 def images_per_cell(params: dict, prompt_set: str) -> int:
@@ -35,8 +31,7 @@ def study_cost(params: dict, gflops_per_nfe: dict[str, float]) -> pd.DataFrame:
     """One row per cell: NFEs per image (CFG pair = 2) and denoiser PFLOPs for the whole cell."""
     rows = []
     for cell in expand(params):
-        nfe = evaluations_per_trajectory(cell.sampler, cell.steps) * (1 if cell.guidance == 1.0 else 2)
-        nfe *= trajectory_multiplier(params, cell)
+        nfe = nfe_per_image(params, cell)
         images = images_per_cell(params, cell.prompt_set)
         gflops = gflops_per_nfe.get(cell.model)
         rows.append({"cell": cell.id, "model": cell.model, "search": cell.search, "images": images, "nfe_per_image": nfe,
@@ -45,11 +40,10 @@ def study_cost(params: dict, gflops_per_nfe: dict[str, float]) -> pd.DataFrame:
 
 
 def real_model_gflops(params: dict) -> dict[str, float]:
-    """GFLOPs per NFE of each hub model whose architecture is known (see `models.architectures.HUB_REPOS`)."""
-    from diffscale.models.architectures import HUB_REPOS, measure_architectures
-
+    """GFLOPs per NFE of each hub model whose architecture is known (see `models.architectures.HUB_REPOS`), as
+    counted on the meta device and recorded in `architectures.json`."""
     by_model = {name: HUB_REPOS.get(entry.get("repo")) for name, entry in params["models"].items()}
-    measured = {r["model"]: r["gflops_per_nfe"] for r in measure_architectures({a for a in by_model.values() if a})}
+    measured = {r["model"]: r["gflops_per_nfe"] for r in counted()}
     return {name: measured[arch] for name, arch in by_model.items() if arch in measured}
 
 
@@ -68,12 +62,10 @@ def block_minutes(params: dict, sustained_tflops: float = 400.0, margin: float =
 
     Blocks of models whose architecture is unknown (toy models, local folders) are left out.
     """
-    from diffscale.cells import blocks
-
-    cells = study_cost(params, real_model_gflops(params)).set_index("cell")["pflops"]
+    gflops = real_model_gflops(params)
     minutes = {}
     for block, members in blocks(params).items():
-        pflops = cells.loc[[c.id for c in members]]
-        if pflops.notna().all():
-            minutes[block.id] = int(10 + margin * pflops.sum() * 1e15 / (sustained_tflops * 1e12) / 60)
+        if block.model in gflops:
+            total = sum(gflops[block.model] * nfe_per_image(params, c) * images_per_cell(params, c.prompt_set) for c in members)
+            minutes[block.id] = int(10 + margin * total * 1e9 / (sustained_tflops * 1e12) / 60)
     return minutes

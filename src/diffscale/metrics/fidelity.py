@@ -134,36 +134,3 @@ def inception_score(logits: torch.Tensor, resamples: int, confidence: float, see
     value = isc(logits)
     low, high = bootstrap_ci(len(logits), lambda idx: isc(logits[idx]), resamples, confidence, seed, value)
     return {"value": value, "ci_low": low, "ci_high": high, "n": len(logits)}
-
-
-def fid_from_statistics(generated: torch.Tensor, reference_statistics: dict, resamples: int, confidence: float,
-                        seed: int) -> dict:
-    """FID against published reference statistics (real prompt sets), with a bootstrap CI over the images."""
-    value = fid(generated, reference_statistics)
-    low, high = bootstrap_ci(len(generated), lambda idx: fid(generated[idx], reference_statistics), resamples, confidence, seed, value)
-    return {"value": value, "ci_low": low, "ci_high": high, "n": len(generated)}
-
-
-def fidelity_metrics(generated: torch.Tensor, reference: torch.Tensor, wanted: list[str], resamples: int,
-                     confidence: float, seed: int, reference_radius: torch.Tensor | None = None) -> dict[str, dict]:
-    """FID/KID/precision/recall of the cell against the reference, each with a bootstrap CI over its images."""
-    n = len(generated)
-    out = {}
-    if "fid" in wanted:
-        reference_statistics = fid_features_to_statistics(reference)
-        value = fid(generated, reference_statistics)
-        low, high = bootstrap_ci(n, lambda idx: fid(generated[idx], reference_statistics), resamples, confidence, seed, value)
-        out["fid"] = {"value": value, "ci_low": low, "ci_high": high, "n": n}
-    if "kid" in wanted:
-        # Each resample averages fewer random subsets than the point estimate: the CI is about the images.
-        value = kid(generated, reference, 100, seed)
-        low, high = bootstrap_ci(n, lambda idx: kid(generated[idx], reference, 5, seed), resamples, confidence, seed, value)
-        out["kid"] = {"value": value, "ci_low": low, "ci_high": high, "n": n}
-    if {"precision", "recall"} & set(wanted):
-        resampled = ResampledPrecisionRecall(generated, reference, reference_radius)
-        values = resampled(torch.arange(n))  # equal to torch-fidelity's prc_features_to_metric (tested)
-        for name in ("precision", "recall"):
-            if name in wanted:
-                low, high = bootstrap_ci(n, lambda idx: resampled(idx)[name], resamples, confidence, seed, values[name])
-                out[name] = {"value": values[name], "ci_low": low, "ci_high": high, "n": n}
-    return out

@@ -1,8 +1,14 @@
-"""Scoring one cell: every requested metric, each with a bootstrap confidence interval."""
+"""Scoring a block of cells: every metric of the registry that applies to the prompt set, each with a
+bootstrap confidence interval, plus the verifiers the study scores as metrics.
+
+What the metrics read (reference features, judges, CLIP, Inception) is loaded on first use and shared
+by the block's cells; the metrics themselves live in `diffscale.metrics` (`METRICS`).
+"""
 
 from __future__ import annotations
 
 import json
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -11,16 +17,18 @@ from PIL import Image
 
 from diffscale import prompts as prompt_sets
 from diffscale.atomic import atomic_directory
+from diffscale.cache import CellCache, key_of, library_versions
 from diffscale.cells import Block, Cell, Paths
-from diffscale.config import derive_seed
-from diffscale.metrics import clipscore, compositional, fidelity
-from diffscale.metrics.bootstrap import mean_with_ci
+from diffscale.codeversion import code_version
+from diffscale.dag import score_inputs
+from diffscale.manifest import content_hash, file_hash, verified
+from diffscale.toyworld.arrays import load_arrays
+from diffscale.metrics import METRICS, clipscore, fidelity
+from diffscale.metrics.bootstrap import bootstrap_ci, mean_with_ci
+from diffscale.seeds import derive_seed
 from diffscale.toyworld import judge, oracle
-
-# Metrics that compare against the data distribution need prompts drawn like the data.
-DISTRIBUTION_METRICS = ("fid", "kid", "precision", "recall")
-# Real prompt sets have reference statistics (not images) and no toy judges.
-REAL_METRICS = ("fid", "clip_score", "inception_score")
+from diffscale.verifiers import study_verifiers
+from diffscale.verifiers.base import is_hub_spec, resolve_file
 
 
 def load_cell_images(samples: Path) -> tuple[list[dict], list[Image.Image]]:
@@ -29,120 +37,175 @@ def load_cell_images(samples: Path) -> tuple[list[dict], list[Image.Image]]:
     return records, images
 
 
-class Judges:
-    """The scoring networks and reference features, loaded once for a block of cells.
+def resolve_pretrained(spec: str | None) -> str | None:
+    """An open_clip tag stays a tag; a local file or `hf-hub:<repo>@<revision>:<file>` becomes a local path."""
+    return str(resolve_file(spec)) if is_hub_spec(spec) else spec
+
+
+class PromptSetScoring:
+    """What the metrics of one prompt set read, each loaded on first use and shared by the block's cells.
 
     Toy prompt sets are judged in the toy world (oracle features for FID, the independent judge, the
     toy CLIP); real ones by torch-fidelity's Inception against fetched reference statistics and a real CLIP.
     """
 
-    def __init__(self, params: dict, paths: Paths, prompt_set: str, wanted: set[str]):
-        toy = params["prompt_sets"][prompt_set]["kind"].startswith("toy-")
-        self.oracle = self.judge = self.clip = None
-        self.verifiers = metric_verifiers(params, paths, prompt_set)
-        self.reference_features = self.reference_statistics = self.reference_radius = None
-        self.extractor, self.extractor_weights = fidelity.TOY_EXTRACTOR, str(paths.component("oracle"))
-        if not toy:
-            self.extractor = fidelity.INCEPTION_EXTRACTOR
-            if wanted & {"fid", "inception_score"}:
-                self.extractor_weights = str(paths.evaldata(params["scoring"]["inception"]["input"]))
-            if "fid" in wanted:
-                with np.load(paths.evaldata(params["scoring"]["fid_reference"]["input"])) as statistics:
-                    self.reference_statistics = {"mu": statistics["mu"], "sigma": statistics["sigma"]}
-            if "clip_score" in wanted:
-                spec = params["scoring"]["clip"]
-                self.clip = clipscore.OpenClipScorer(spec["model"], resolve_pretrained(spec.get("pretrained")))
-            return
-        # The oracle may guide search, so the accuracy metric reads images with the independent judge.
-        self.oracle = oracle.load(paths.component("oracle")) if "oracle_confidence" in wanted else None
-        self.judge = judge.load(paths.component("judge")) if "compositional_accuracy" in wanted else None
-        if wanted & set(DISTRIBUTION_METRICS):
-            with np.load(paths.reference) as reference:
-                self.reference_features = fidelity.extract_features(reference["images"], self.extractor, self.extractor_weights)
-            self.reference_radius = fidelity.reference_k_radius(self.reference_features)
-        self.clip = clipscore.OpenClipScorer(f"local-dir:{paths.component('clip')}") if "clip_score" in wanted else None
+    def __init__(self, params: dict, paths: Paths, prompt_set: str):
+        self.params, self.paths = params, paths
+        self.kind = params["prompt_sets"][prompt_set]["kind"]
+        self.toy = self.kind.startswith("toy-")
+        self.extractor = fidelity.TOY_EXTRACTOR if self.toy else fidelity.INCEPTION_EXTRACTOR
+
+    @cached_property
+    def extractor_weights(self) -> str:
+        if self.toy:
+            return str(verified(self.paths.component("oracle")))
+        return str(self.paths.evaldata(self.params["scoring"]["inception"]["input"]))
+
+    @cached_property
+    def reference_features(self) -> torch.Tensor:
+        images, _, _ = load_arrays(self.paths.reference)
+        return fidelity.extract_features(images, self.extractor, self.extractor_weights)
+
+    @cached_property
+    def reference_radius(self) -> torch.Tensor:
+        return fidelity.reference_k_radius(self.reference_features)
+
+    @cached_property
+    def reference_fid_statistics(self) -> dict:
+        return fidelity.fid_features_to_statistics(self.reference_features)
+
+    @cached_property
+    def reference_statistics(self) -> dict:
+        with np.load(self.paths.evaldata(self.params["scoring"]["fid_reference"]["input"])) as statistics:
+            return {"mu": statistics["mu"], "sigma": statistics["sigma"]}
+
+    @cached_property
+    def oracle(self):
+        return oracle.load(verified(self.paths.component("oracle")))
+
+    @cached_property
+    def judge(self):
+        """The oracle may guide search, so the accuracy metric reads images with the independent judge."""
+        return judge.load(verified(self.paths.component("judge")))
+
+    @cached_property
+    def clip(self) -> clipscore.OpenClipScorer:
+        if self.toy:
+            return clipscore.OpenClipScorer(f"local-dir:{verified(self.paths.component('clip'))}")
+        spec = self.params["scoring"]["clip"]
+        return clipscore.OpenClipScorer(spec["model"], resolve_pretrained(spec.get("pretrained")))
+
+    @property
+    def clip_backbone(self) -> str:
+        if self.toy:
+            return "toy CLIP (open_clip)"
+        spec = self.params["scoring"]["clip"]
+        return f"{spec['model']} ({spec.get('pretrained', 'no pretrained tag')})"
+
+
+class CellImages:
+    """One sampled cell as the metrics see it, with the bootstrap settings of the study."""
+
+    def __init__(self, scoring: PromptSetScoring, samples: Path, labels_by_id: dict, seed: int, resamples: int,
+                 confidence: float):
+        self.scoring, self.seed, self.resamples, self.confidence = scoring, seed, resamples, confidence
+        self.records, self.images = load_cell_images(samples)
+        self.n = len(self.records)
+        self.prompts = [r["prompt"] for r in self.records]
+        self.labels = [labels_by_id[r["prompt_id"]] for r in self.records]  # toy prompts: each slot's ground truth
+
+    @cached_property
+    def pixels(self) -> np.ndarray:
+        """(N, H, W, 3) uint8."""
+        return np.stack([np.asarray(im) for im in self.images])
+
+    @cached_property
+    def tensors(self) -> torch.Tensor:
+        """(N, 3, H, W) float in [0, 1], as verifiers take images."""
+        return torch.from_numpy(self.pixels).permute(0, 3, 1, 2).float() / 255
+
+    @cached_property
+    def features(self) -> torch.Tensor:
+        """Features of the FID layer of the prompt set's extractor."""
+        return fidelity.extract_features(self.pixels, self.scoring.extractor, self.scoring.extractor_weights)
+
+    @cached_property
+    def logits(self) -> torch.Tensor:
+        return fidelity.extract_features(self.pixels, self.scoring.extractor, self.scoring.extractor_weights,
+                                         layer="logits_unbiased")
+
+    @cached_property
+    def precision_recall(self) -> fidelity.ResampledPrecisionRecall:
+        return fidelity.ResampledPrecisionRecall(self.features, self.scoring.reference_features, self.scoring.reference_radius)
+
+    def mean_with_ci(self, values: np.ndarray) -> dict:
+        return mean_with_ci(values, self.resamples, self.confidence, self.seed)
+
+    def with_ci(self, value: float, statistic, center: bool = False) -> dict:
+        """`value` with the percentile CI of `statistic(indices)` over resampled images (centred on `value`
+        for set statistics, see `bootstrap_ci`)."""
+        low, high = bootstrap_ci(self.n, statistic, self.resamples, self.confidence, self.seed, value if center else None)
+        return {"value": value, "ci_low": low, "ci_high": high, "n": self.n}
 
 
 def metric_verifiers(params: dict, paths: Paths, prompt_set: str) -> dict:
     """Verifiers that also score the prompt set's cells as metrics (`scoring.verifier_metrics`), as Ma et al.
     evaluate DrawBench with Aesthetic, CLIPScore and ImageReward: the verifier x metric matrix of a real study."""
     names = params["scoring"].get("verifier_metrics", {}).get(prompt_set, [])
-    if not names:
-        return {}
-    from diffscale.verifiers import study_verifiers
-
-    return study_verifiers(params, paths, names, params["device"])
-
-
-def resolve_pretrained(spec: str | None) -> str | None:
-    """An open_clip tag stays a tag; a local file or `hf-hub:<repo>@<revision>:<file>` becomes a local path."""
-    from diffscale.verifiers.base import is_hub_spec, resolve_file
-
-    return str(resolve_file(spec)) if is_hub_spec(spec) else spec
+    return study_verifiers(params, paths, names, params["device"]) if names else {}
 
 
 def wanted_metrics(params: dict, prompt_set: str) -> list[str]:
-    """Metrics of a prompt set: distribution metrics need prompts drawn like the reference data."""
+    """The study's metrics that apply to this prompt set's kind (`Metric.needs`), in the study's order."""
     kind = params["prompt_sets"][prompt_set]["kind"]
-    wanted = list(params["scoring"]["metrics"])
-    if kind == "toy-compositional":
-        wanted = [m for m in wanted if m not in DISTRIBUTION_METRICS]
-    elif kind == "imagenet-classes":  # class labels: no caption for CLIP, no text-to-image FID reference
-        wanted = [m for m in wanted if m == "inception_score"]
-    elif not kind.startswith("toy-"):
-        wanted = [m for m in wanted if m in ("fid", "clip_score")]
-    return wanted + list(params["scoring"].get("verifier_metrics", {}).get(prompt_set, []))
+    return [m for m in params["scoring"]["metrics"] if METRICS[m].applies_to(kind)]
 
 
-def score_cell(params: dict, cell: Cell, samples: Path, labels_by_id: dict, judges: Judges) -> list[dict]:
-    wanted = wanted_metrics(params, cell.prompt_set)
-    records, images = load_cell_images(samples)
-    pixels = np.stack([np.asarray(im) for im in images])
-    labels = [labels_by_id[r["prompt_id"]] for r in records]  # toy prompts: the ground truth of each slot
-    seed = derive_seed(params["seed"], "bootstrap", cell.id)
-    resamples, confidence = params["scoring"]["bootstrap"], params["scoring"]["confidence"]
-    results: dict[str, dict] = {}
-
-    if judges.reference_features is not None and set(DISTRIBUTION_METRICS) & set(wanted):
-        features = fidelity.extract_features(pixels, judges.extractor, judges.extractor_weights)
-        details = {"feature_extractor": judges.extractor, "reference_n": len(judges.reference_features)}
-        for name, value in fidelity.fidelity_metrics(features, judges.reference_features, wanted, resamples, confidence, seed,
-                                                         judges.reference_radius).items():
-            results[name] = value | {"details": details}
-    if judges.reference_statistics is not None and "fid" in wanted:
-        features = fidelity.extract_features(pixels, judges.extractor, judges.extractor_weights)
-        fid = fidelity.fid_from_statistics(features, judges.reference_statistics, resamples, confidence, seed)
-        results["fid"] = fid | {"details": {"feature_extractor": judges.extractor, "reference": "fetched statistics"}}
-
-    for name, classifier, judge_name in (("compositional_accuracy", judges.judge, "toy judge (independent of the oracle)"),
-                                         ("oracle_confidence", judges.oracle, "toy oracle")):
-        if classifier is not None:
-            values = compositional.per_image(classifier, pixels, labels)[name]
-            results[name] = mean_with_ci(values, resamples, confidence, seed) | {"details": {"judge": judge_name}}
-
-    if "inception_score" in wanted:
-        logits = fidelity.extract_features(pixels, judges.extractor, judges.extractor_weights, layer="logits_unbiased")
-        results["inception_score"] = fidelity.inception_score(logits, resamples, confidence, seed) | {
-            "details": {"feature_extractor": judges.extractor, "splits": 10}}
-    if judges.verifiers:
-        tensors = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255
-        prompts = [r["prompt"] for r in records]
-        for name, verifier in judges.verifiers.items():
-            values = verifier.score(tensors, prompts).double().numpy()
-            results[name] = mean_with_ci(values, resamples, confidence, seed) | {"details": {"verifier": verifier.kind}}
-    if judges.clip is not None and "clip_score" in wanted:
-        values = judges.clip.cosine(images, [r["prompt"] for r in records]).numpy()
-        results["clip_score"] = mean_with_ci(values, resamples, confidence, seed) | {
-            "details": {"backbone": "toy CLIP (open_clip)", "convention": clipscore.CONVENTION}
-        }
-    return [{"cell": cell.id, "metric": name} | results[name] for name in wanted if name in results]
+def score_cell(params: dict, cell: Cell, images: CellImages, verifiers: dict) -> list[dict]:
+    rows = [{"cell": cell.id, "metric": name} | METRICS[name].compute(images) for name in wanted_metrics(params, cell.prompt_set)]
+    for name, verifier in verifiers.items():
+        values = verifier.score(images.tensors, images.prompts).double().numpy()
+        rows.append({"cell": cell.id, "metric": name} | images.mean_with_ci(values) | {"details": {"verifier": verifier.kind}})
+    return rows
 
 
-def score_block(params: dict, block: Block, cells: list[Cell], paths: Paths) -> Path:
-    judges = Judges(params, paths, block.prompt_set, set(wanted_metrics(params, block.prompt_set)))
-    labels_by_id = {p["id"]: p["labels"] for p in prompt_sets.read(paths.prompt_set(block.prompt_set))}
+def block_inputs(params: dict, block: Block, paths: Paths) -> dict:
+    """The parts of the score key that every cell of the block shares: the contents of what the metrics
+    read, the scoring settings, the device, the code and the libraries."""
+    deps, _ = score_inputs(params, paths, block.prompt_set)
+    return {
+        "inputs": {role: (content_hash(path) if Path(path).is_dir() else file_hash(path)) for role, path in deps.items()},
+        "metrics": wanted_metrics(params, block.prompt_set), "bootstrap": params["scoring"]["bootstrap"],
+        "confidence": params["scoring"]["confidence"], "seed": params["seed"],
+        "verifier_metrics": {name: params["verifiers"][name]
+                             for name in params["scoring"].get("verifier_metrics", {}).get(block.prompt_set, [])},
+        "device": params["device"], "code": code_version("diffscale.metrics.score"),
+        "libraries": library_versions("torch", "torch-fidelity", "open_clip_torch", "numpy"),
+    }
+
+
+def score_block(params: dict, block: Block, cells: list[Cell], paths: Paths) -> int:
+    """Score the block's cells (from the cache where it has them); returns how many were scored now."""
+    torch.set_num_threads(params["threads"])
+    cache = CellCache(paths.cache)
+    shared = block_inputs(params, block, paths)
+    loaded: dict = {}  # judges, references and verifiers are loaded only if some cell must be scored
+
+    def compute(cell: Cell) -> list[dict]:
+        if not loaded:
+            loaded["scoring"] = PromptSetScoring(params, paths, block.prompt_set)
+            loaded["verifiers"] = metric_verifiers(params, paths, block.prompt_set)
+            loaded["labels"] = {p["id"]: p["labels"] for p in prompt_sets.read(paths.prompt_set(block.prompt_set))}
+        images = CellImages(loaded["scoring"], paths.samples(cell), loaded["labels"],
+                            derive_seed(params["seed"], "bootstrap", cell.id), params["scoring"]["bootstrap"],
+                            params["scoring"]["confidence"])
+        return score_cell(params, cell, images, loaded["verifiers"])
+
+    computed = 0
     with atomic_directory(paths.block_scores(block)) as staging:
         for cell in cells:
-            rows = score_cell(params, cell, paths.samples(cell), labels_by_id, judges)
+            key = key_of(shared | {"cell": cell.id, "samples": content_hash(paths.samples(cell))})
+            rows, fresh = cache.scores(cell.id, key, lambda cell=cell: compute(cell))
             (staging / f"{cell.id}.json").write_text(json.dumps(rows, indent=2, sort_keys=True))
-    return paths.block_scores(block)
+            computed += fresh
+    return computed

@@ -2,7 +2,9 @@
 
 No weights are needed (none can be downloaded here): each backbone is built from its config under
 `torch.device("meta")` and one single-sample pass is counted by `backbone_gflops_per_nfe`.
-`python -m diffscale.models.architectures` prints the table.
+`python -m diffscale.models.architectures` prints the table; `--write` records it in
+`architectures.json`, which cost estimates read (building the DAG, e.g. a Slurm job's runtime, must not
+load torch); a test counts again and compares.
 
 Sources of the configs (the published `unet/config.json` / `transformer/config.json` of each model):
 
@@ -25,9 +27,16 @@ Sources of the configs (the published `unet/config.json` / `transformer/config.j
 
 from __future__ import annotations
 
-from diffusers import DiTTransformer2DModel, UNet2DConditionModel
+import json
+import sys
+from importlib import resources
 
-from diffscale.models.flops import backbone_gflops_per_nfe, build_on_meta, example_conditioning
+from diffscale.lazy import lazy_import
+
+diffusers = lazy_import("diffusers")
+flops = lazy_import("diffscale.models.flops")
+
+COUNTED = "models/architectures.json"
 
 SD15_UNET = dict(
     sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
@@ -64,17 +73,17 @@ DIT_XL_2 = dict(
     patch_size=2, sample_size=32, num_embeds_ada_norm=1000,
 )
 
-# (model, family, backbone class, config)
+# (model, family, diffusers backbone class, config)
 ARCHITECTURES = [
-    ("SD1.5", "sd", UNet2DConditionModel, SD15_UNET),
-    ("BK-SDM-Base (= Segmind small-sd)", "sd", UNet2DConditionModel, BK_SDM_BASE_UNET),
-    ("BK-SDM-Small", "sd", UNet2DConditionModel, BK_SDM_SMALL_UNET),
-    ("BK-SDM-Tiny (= Segmind tiny-sd)", "sd", UNet2DConditionModel, BK_SDM_TINY_UNET),
-    ("SDXL", "sdxl", UNet2DConditionModel, SDXL_UNET),
-    ("SSD-1B", "sdxl", UNet2DConditionModel, SSD_1B_UNET),
-    ("Segmind-Vega", "sdxl", UNet2DConditionModel, VEGA_UNET),
-    ("DiT-XL/2-256", "dit", DiTTransformer2DModel, DIT_XL_2),
-    ("DiT-XL/2-512", "dit", DiTTransformer2DModel, {**DIT_XL_2, "sample_size": 64}),
+    ("SD1.5", "sd", "UNet2DConditionModel", SD15_UNET),
+    ("BK-SDM-Base (= Segmind small-sd)", "sd", "UNet2DConditionModel", BK_SDM_BASE_UNET),
+    ("BK-SDM-Small", "sd", "UNet2DConditionModel", BK_SDM_SMALL_UNET),
+    ("BK-SDM-Tiny (= Segmind tiny-sd)", "sd", "UNet2DConditionModel", BK_SDM_TINY_UNET),
+    ("SDXL", "sdxl", "UNet2DConditionModel", SDXL_UNET),
+    ("SSD-1B", "sdxl", "UNet2DConditionModel", SSD_1B_UNET),
+    ("Segmind-Vega", "sdxl", "UNet2DConditionModel", VEGA_UNET),
+    ("DiT-XL/2-256", "dit", "DiTTransformer2DModel", DIT_XL_2),
+    ("DiT-XL/2-512", "dit", "DiTTransformer2DModel", {**DIT_XL_2, "sample_size": 64}),
 ]
 
 
@@ -101,17 +110,22 @@ def measure_architectures(names: set[str] | None = None) -> list[dict]:
     for name, family, cls, config in ARCHITECTURES:
         if names is not None and name not in names:
             continue
-        model = build_on_meta(cls, config)
+        model = flops.build_on_meta(getattr(diffusers, cls), config)
         size = model.config.sample_size
-        shape = (model.config.in_channels, size, size)
+        shape = [model.config.in_channels, size, size]
         rows.append({
             "model": name,
             "family": family,
             "params": sum(p.numel() for p in model.parameters()),
             "latent_shape": shape,
-            "gflops_per_nfe": backbone_gflops_per_nfe(model, shape, example_conditioning(model)),
+            "gflops_per_nfe": flops.backbone_gflops_per_nfe(model, tuple(shape), flops.example_conditioning(model)),
         })
     return rows
+
+
+def counted() -> list[dict]:
+    """The table as last counted (`--write`), read without torch."""
+    return json.loads(resources.files("diffscale").joinpath(COUNTED).read_text())
 
 
 def markdown_table(rows: list[dict]) -> str:
@@ -123,4 +137,9 @@ def markdown_table(rows: list[dict]) -> str:
 
 
 if __name__ == "__main__":
-    print(markdown_table(measure_architectures()))
+    table = measure_architectures()
+    print(markdown_table(table))
+    if "--write" in sys.argv[1:]:
+        target = resources.files("diffscale").joinpath(COUNTED)
+        target.write_text(json.dumps(table, indent=1) + "\n")
+        print(f"wrote {target}")

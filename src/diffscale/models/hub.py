@@ -20,7 +20,8 @@ import shutil
 from pathlib import Path
 
 from diffscale.atomic import atomic_directory, write_text
-from diffscale.models.zoo import MANIFEST, UNSAFE_SUFFIXES, sha256_of, weight_files
+from diffscale.manifest import sha256_of
+from diffscale.models.source import MANIFEST, UNSAFE_SUFFIXES, prepare_local, weight_files
 
 PIPELINE_DIR = "pipeline"  # the fetched folder, relative to the model's output directory
 ALLOWED_LIBRARIES = ("diffusers", "transformers")
@@ -275,3 +276,10 @@ def fetch_hf(entry: dict, out: Path) -> dict:
     }
     write_text(out / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
     return manifest
+
+
+def prepare_model(entry: dict, out: Path) -> None:
+    """The model directory of a hub or local entry, written atomically with its integrity manifest: the
+    fetched pipeline and its source record, or the record of a local folder."""
+    with atomic_directory(out) as staging:
+        (fetch_hf if entry["source"] == "hf" else prepare_local)(entry, staging)

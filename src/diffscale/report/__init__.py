@@ -1,4 +1,12 @@
-"""The report: analysis of the tidy metrics table, seaborn figures and the HTML page."""
+"""The report: the numbers, figures and readings of a study's tidy metrics table, on one HTML page.
+
+One job per module: `tidy` (metrics.csv), `metrics` (direction, name and order of each metric), `text`
+(words and numbers in sentences), `style` (the shared look of figures), `analysis`, `figures` and
+`readings` (model size vs steps, and the joint frontier, after Mei et al.), `search_analysis`,
+`search_figures` and `search_readings` (search over initial noises, after Ma et al.), `paper` (Mei et al.'s
+Table 1), `sections` (the page's parts per prompt set) and `page` (`build_report` and the HTML template,
+`templates/index.html.j2`).
+"""
 
 from diffscale.report.page import build_report
 

@@ -1,8 +1,9 @@
-"""The numbers behind every figure, table and sentence of the report.
+"""The numbers of model size against sampling steps (Mei et al.) and of the joint frontier.
 
 Pure pandas functions of the tidy metrics table (one row per cell and metric, see `report.tidy`), so the
 report, the tests and a notebook all read the same numbers. Functions that compare cells with each other
-take one prompt set at a time: scores on different prompt sets are not comparable.
+take one prompt set at a time: scores on different prompt sets are not comparable. The search numbers
+(`report.search_analysis`) build on the helpers here: model order, best guidance, best first.
 """
 
 from __future__ import annotations
@@ -11,42 +12,16 @@ import math
 
 import pandas as pd
 
+from diffscale.report.metrics import HEADLINE_METRICS, higher_is_better
 from diffscale.report.paper import PAPER, mei2024_table1
+from diffscale.report.text import size_label
 
-LOWER_IS_BETTER = frozenset({"fid", "kid"})
-# The metrics the report plots, in this order, when present; other metrics still reach the tables.
-HEADLINE_METRICS = ("fid", "clip_score", "compositional_accuracy")
-METRIC_NAMES = {
-    "fid": "FID", "kid": "KID", "clip_score": "CLIPScore",
-    "compositional_accuracy": "compositional accuracy", "oracle_confidence": "oracle confidence",
-}
 # A cell is one of these configurations at one guidance scale.
 CONFIG = ["model", "sampler", "steps", "search", "verifier", "search_budget", "prompt_set"]
 _CONFIG_OUT = ["model", "params", "sampler", "steps", "guidance", "search", "verifier", "search_budget"]
 _SCORE_OUT = ["value", "ci_low", "ci_high"]
 # Relative tolerance when comparing a cost with a budget read from the same (rounded) table.
-_COST_TOLERANCE = 1e-8
-
-
-def higher_is_better(metric: str) -> bool:
-    """Direction of a metric: unknown metrics are taken as scores (higher is better)."""
-    return metric not in LOWER_IS_BETTER
-
-
-def metric_name(metric: str) -> str:
-    """The metric as a reader writes it ("FID", "CLIPScore")."""
-    return METRIC_NAMES.get(metric, metric.replace("_", " "))
-
-
-def size_label(params: float) -> str:
-    """Parameter count the way papers print it: 0.27M, 2.8M, 866M, 2B."""
-    if params >= 1e9:
-        value, unit = params / 1e9, "B"
-    elif params >= 1e5:
-        value, unit = params / 1e6, "M"
-    else:
-        value, unit = params / 1e3, "K"
-    return f"{value:.3g}{unit}" if value >= 10 else f"{value:.2g}{unit}"
+COST_TOLERANCE = 1e-8
 
 
 def model_order(df: pd.DataFrame) -> list[str]:
@@ -105,20 +80,17 @@ def rank_correlation(x: pd.Series, y: pd.Series) -> float:
     return float(pair.corr(method="spearman").loc["x", "y"]) if len(pair) > 1 else math.nan
 
 
-def config_label(row: pd.Series) -> str:
-    """One configuration in words: model (size), sampler, steps, guidance and search."""
-    label = (f"{row['model']} ({size_label(row['params'])}), {row['sampler']}, {int(row['steps'])} steps, "
-             f"cfg {row['guidance']:g}")
-    if row["search"] != "none":
-        label += f", {row['search']} search x{int(row['search_budget'])} by {row['verifier']}"
-    return label
-
-
-def _best_first(frame: pd.DataFrame, metric: str, tiebreak: list[str]) -> pd.DataFrame:
+def best_first(frame: pd.DataFrame, metric: str, tiebreak: list[str]) -> pd.DataFrame:
     """Rows from best to worst value; `tiebreak` columns (ascending) then the cell id settle ties."""
     keys = ["value", *tiebreak, "cell"]
     ascending = [not higher_is_better(metric)] + [True] * (len(keys) - 1)
     return frame.sort_values(keys, ascending=ascending, kind="mergesort")
+
+
+def winner(frame: pd.DataFrame, metric: str) -> str:
+    """The model with the best value in `frame` (ties: the smaller model)."""
+    ranked = frame.sort_values(["value", "params"], ascending=[not higher_is_better(metric), True], kind="mergesort")
+    return ranked["model"].iloc[0]
 
 
 def best_guidance(df: pd.DataFrame, metric: str = "fid") -> pd.DataFrame:
@@ -129,7 +101,7 @@ def best_guidance(df: pd.DataFrame, metric: str = "fid") -> pd.DataFrame:
     FID-best guidance, as in the paper.
     """
     scored = df[(df["metric"] == metric) & df["value"].notna()]
-    chosen = _best_first(scored, metric, ["guidance"]).drop_duplicates(CONFIG)
+    chosen = best_first(scored, metric, ["guidance"]).drop_duplicates(CONFIG)
     guidance = chosen.set_index("cell")["guidance"].rename("best_guidance")
     kept = df[df["cell"].isin(guidance.index)].drop(columns="best_guidance", errors="ignore")
     return kept.join(guidance, on="cell").reset_index(drop=True)
@@ -153,8 +125,8 @@ def best_model_per_budget(
     columns = ["budget", *_CONFIG_OUT, cost, *_SCORE_OUT, "runner_up", "runner_up_value", "models_compared"]
     rows = []
     for budget in budgets:
-        affordable = points[points[cost] <= budget * (1 + _COST_TOLERANCE)]
-        per_model = _best_first(affordable, metric, [cost, "params", "steps", "guidance"]).drop_duplicates("model")
+        affordable = points[points[cost] <= budget * (1 + COST_TOLERANCE)]
+        per_model = best_first(affordable, metric, [cost, "params", "steps", "guidance"]).drop_duplicates("model")
         if per_model.empty:
             continue
         winner = per_model.iloc[0]
@@ -244,7 +216,7 @@ def joint_frontier(df: pd.DataFrame, metric: str, cost: str = "gflops_per_image"
     """
     require_one_prompt_set(df)
     points = df[(df["metric"] == metric) & df["value"].notna() & df[cost].notna()]
-    ranked = _best_first(points, metric, []).sort_values(cost, kind="mergesort")
+    ranked = best_first(points, metric, []).sort_values(cost, kind="mergesort")
     best_before = (ranked["value"].cummax() if higher_is_better(metric) else ranked["value"].cummin()).shift()
     improves = ranked["value"].gt(best_before) if higher_is_better(metric) else ranked["value"].lt(best_before)
     frontier = ranked[improves | best_before.isna()]
@@ -290,7 +262,7 @@ def trend_agreement(comparison: pd.DataFrame) -> pd.DataFrame:
         if ladder.empty:
             continue
         metric = ladder["metric"].iloc[0]
-        best = _best_first(ladder.assign(cell=ladder["model"]), metric, ["params"]).iloc[0]
+        best = best_first(ladder.assign(cell=ladder["model"]), metric, ["params"]).iloc[0]
         rows.append({
             "source": source, "metric": metric, "models": len(ladder),
             "spearman_size": rank_correlation(ladder["params"], ladder["value"]),

@@ -1,113 +1,38 @@
-"""The report's seaborn figures: one function per figure, one prompt set at a time.
+"""The figures of model size against sampling steps and of the joint frontier: one function per figure.
 
-Each function writes one PNG into `out_dir` and returns its path, or returns None when the table holds
-no comparison to draw (a single model, step count, guidance scale or point), so that a small study
-renders a shorter report instead of failing. Figures are drawn on `matplotlib.figure.Figure` (no pyplot
-state, Agg canvas) and saved without a Software stamp, so equal tables give equal PNG bytes.
+Each function takes one prompt set, writes one PNG into `out_dir` and returns its path, or returns None
+when the table holds no comparison to draw (a single model, step count, guidance scale or point), so that
+a small study renders a shorter report instead of failing. The shared look is `report.style`.
 """
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
 from diffscale.report.analysis import (
     best_guidance,
     best_model_per_budget,
-    config_label,
     default_reference_steps,
     default_sampler,
     guidance_map,
     headline_metrics,
-    higher_is_better,
     joint_frontier,
-    metric_name,
     model_labels,
-    model_order,
     paper_trend_comparison,
     primary_metric,
     rank_correlation,
     require_one_prompt_set,
-    size_label,
     without_search,
 )
-from diffscale.report.paper import PAPER, PAPER_SETTING
-
-DPI = 150
-PANEL_SIZE = (4.2, 3.2)  # inches per facet
-LEGEND_WIDTH = 1.8  # inches added on the right for the figure legend
-PALETTE = "flare"  # sequential: light for small models, dark for large ones
-COST_LABELS = {
-    "relative_cost": "sampling cost (normalized model cost x steps)",
-    "gflops_per_image": "denoiser GFLOPs per image (incl. CFG and search)",
-    "total_gflops_per_image": "total GFLOPs per image (denoiser + verifier)",
-    "nfe_per_image": "NFEs per image (CFG pair = 2, incl. search)",
-    "seconds_per_image": "seconds per image",
-}
-
-
-def _styled(draw):
-    """Draw under one seaborn style without touching the caller's global matplotlib settings."""
-
-    @functools.wraps(draw)
-    def styled(*args, **kwargs):
-        with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.8):
-            return draw(*args, **kwargs)
-
-    return styled
-
-
-def _panels(nrows: int, ncols: int, legend: bool = True, **subplots) -> tuple[Figure, list]:
-    width = PANEL_SIZE[0] * ncols + (LEGEND_WIDTH if legend else 0)
-    figure = Figure(figsize=(width, PANEL_SIZE[1] * nrows + 0.5), layout="constrained")
-    return figure, figure.subplots(nrows, ncols, squeeze=False, **subplots)
-
-
-def _save(figure: Figure, out_dir: Path, name: str) -> Path:
-    path = Path(out_dir) / f"{name}.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=DPI, metadata={"Software": None})
-    return path
-
-
-def _palette(df: pd.DataFrame) -> dict[str, tuple]:
-    """One colour per model, by size, identical in every figure of a table."""
-    models = model_order(df)
-    return dict(zip(models, sns.color_palette(PALETTE, len(models))))
-
-
-def _model_legend(figure: Figure, df: pd.DataFrame, palette: dict, extra: tuple = ()) -> None:
-    labels = model_labels(df)
-    handles = [Line2D([], [], color=palette[m], marker="o", label=labels[m]) for m in model_order(df)]
-    figure.legend(handles=[*handles, *extra], title="model (params)", loc="outside right center", frameon=False)
-
-
-def _metric_axis_label(metric: str) -> str:
-    return f"{metric_name(metric)} ({'higher' if higher_is_better(metric) else 'lower'} is better)"
-
-
-def _log_x(ax, ticks=None) -> None:
-    """Log x axis with plain numbers; the data's own values as ticks when they are few."""
-    ax.set_xscale("log")
-    if ticks is not None and len(ticks) <= 8:
-        ax.set_xticks(ticks)
-    else:
-        ax.xaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
-    ax.xaxis.set_minor_locator(NullLocator())
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-
-
-def _log_y_if_wide(ax, frame: pd.DataFrame, metric: str) -> None:
-    """Distances such as FID can span orders of magnitude across a ladder; a log axis keeps all models legible."""
-    values = frame.loc[frame["metric"] == metric, "value"] if "metric" in frame else frame["value"]
-    if not higher_is_better(metric) and len(values) and values.min() > 0 and values.max() / values.min() > 10:
-        ax.set_yscale("log")
+from diffscale.report import style
+from diffscale.report.metrics import metric_name
+from diffscale.report.paper import PAPER, PAPER_METRICS, PAPER_SETTING
+from diffscale.report.text import config_label, size_label
 
 
 def _model_lines(ax, frame: pd.DataFrame, x: str, palette: dict) -> None:
@@ -131,7 +56,7 @@ def _model_lines(ax, frame: pd.DataFrame, x: str, palette: dict) -> None:
     )
 
 
-@_styled
+@style.styled
 def quality_vs_steps(df: pd.DataFrame, out_dir: Path, metrics: list[str] | None = None) -> Path | None:
     """Each metric against sampling steps, one line per model, a column per sampler (no search).
 
@@ -145,24 +70,24 @@ def quality_vs_steps(df: pd.DataFrame, out_dir: Path, metrics: list[str] | None 
     samplers = [s for s in points["sampler"].unique() if points.loc[points["sampler"] == s, "steps"].nunique() > 1]
     if not samplers:
         return None
-    palette = _palette(points)
-    figure, axes = _panels(len(metrics), len(samplers), sharex="col", sharey="row")
+    palette = style.model_palette(points)
+    figure, axes = style.panels(len(metrics), len(samplers), sharex="col", sharey="row")
     for row, metric in enumerate(metrics):
         for column, sampler in enumerate(samplers):
             ax = axes[row][column]
             frame = points[(points["metric"] == metric) & (points["sampler"] == sampler)]
             _model_lines(ax, frame, "steps", palette)
-            _log_y_if_wide(ax, points, metric)
-            _log_x(ax, sorted(points.loc[points["sampler"] == sampler, "steps"].unique()))
+            style.log_y_if_wide(ax, points, metric)
+            style.log_x(ax, sorted(points.loc[points["sampler"] == sampler, "steps"].unique()))
             ax.set_title(f"sampler: {sampler}" if row == 0 else "")
             ax.set_xlabel("sampling steps (log scale)" if row == len(metrics) - 1 else "")
-            ax.set_ylabel(_metric_axis_label(metric) if column == 0 else "")
+            ax.set_ylabel(style.metric_axis_label(metric) if column == 0 else "")
     figure.suptitle(f"Quality vs sampling steps (guidance chosen by best {metric_name(selection_metric)}; bands: CI)")
-    _model_legend(figure, points, palette)
-    return _save(figure, out_dir, "quality_vs_steps")
+    style.model_legend(figure, points, palette)
+    return style.save(figure, out_dir, "quality_vs_steps")
 
 
-@_styled
+@style.styled
 def quality_vs_cost(df: pd.DataFrame, out_dir: Path, metric: str | None = None) -> Path | None:
     """The headline: best quality against Mei et al.'s sampling cost, one line per model, per sampler.
 
@@ -175,24 +100,25 @@ def quality_vs_cost(df: pd.DataFrame, out_dir: Path, metric: str | None = None) 
     samplers = [s for s in points["sampler"].unique() if (points["sampler"] == s).sum() > 1]
     if not samplers:
         return None
-    palette = _palette(points)
-    figure, axes = _panels(1, len(samplers), sharey=True)
+    palette = style.model_palette(points)
+    figure, axes = style.panels(1, len(samplers), sharey=True)
     for ax, sampler in zip(axes[0], samplers):
         frame = points[points["sampler"] == sampler]
         _model_lines(ax, frame, "relative_cost", palette)
-        _log_y_if_wide(ax, points, metric)
+        style.log_y_if_wide(ax, points, metric)
         envelope = best_model_per_budget(frame, metric)
         ax.plot(envelope["budget"], envelope["value"], drawstyle="steps-post", color="0.15", linestyle="--",
                 linewidth=1)
-        _log_x(ax)
-        ax.set(title=f"sampler: {sampler}", xlabel=COST_LABELS["relative_cost"], ylabel=_metric_axis_label(metric))
+        style.log_x(ax)
+        ax.set(title=f"sampler: {sampler}", xlabel=style.COST_LABELS["relative_cost"],
+               ylabel=style.metric_axis_label(metric))
     figure.suptitle(f"Best {metric_name(metric)} vs sampling cost (best guidance per point; bands: CI)")
     envelope_handle = Line2D([], [], color="0.15", linestyle="--", label="best within budget")
-    _model_legend(figure, points, palette, extra=(envelope_handle,))
-    return _save(figure, out_dir, "quality_vs_cost")
+    style.model_legend(figure, points, palette, extra=(envelope_handle,))
+    return style.save(figure, out_dir, "quality_vs_cost")
 
 
-@_styled
+@style.styled
 def guidance_heatmap(df: pd.DataFrame, out_dir: Path, metric: str | None = None) -> Path | None:
     """The best guidance scale per model and step count, one heatmap per sampler that swept guidance."""
     require_one_prompt_set(df)
@@ -215,10 +141,10 @@ def guidance_heatmap(df: pd.DataFrame, out_dir: Path, metric: str | None = None)
         ax.set(title=f"sampler: {sampler}", xlabel="sampling steps", ylabel="model (params)" if index == 0 else "")
         ax.tick_params(axis="y", rotation=0)
     figure.suptitle(f"Guidance scale with the best {metric_name(metric)}")
-    return _save(figure, out_dir, "guidance_heatmap")
+    return style.save(figure, out_dir, "guidance_heatmap")
 
 
-@_styled
+@style.styled
 def paper_comparison(
     df: pd.DataFrame,
     out_dir: Path,
@@ -235,7 +161,7 @@ def paper_comparison(
     sampler = sampler or default_sampler(df)
     steps = reference_steps or default_reference_steps(df, sampler)
     comparisons = []
-    for metric in ("fid", "clip_score"):
+    for metric in PAPER_METRICS:
         if metric in set(df["metric"]):
             comparison = paper_trend_comparison(df, steps, sampler, metric, reference_model)
             if comparison.loc[comparison["source"] == "toy", "value"].notna().sum() > 1:
@@ -247,12 +173,12 @@ def paper_comparison(
         "paper": f"{PAPER}, Table 1\n{PAPER_SETTING}",
     }
     # The paper's eleven sizes get the wider panel so that their labels stay apart.
-    figure, axes = _panels(len(comparisons), 2, legend=False, width_ratios=[1, 1.5])
+    figure, axes = style.panels(len(comparisons), 2, legend=False, width_ratios=[1, 1.5])
     for row, (metric, comparison) in enumerate(comparisons):
         for ax, source in zip(axes[row], ("toy", "paper")):
             ladder = comparison[(comparison["source"] == source)].dropna(subset=["value"]).sort_values("params")
             ax.plot(ladder["normalized_cost"], ladder["value"], color="0.7", linewidth=1, zorder=1)
-            colors = sns.color_palette(PALETTE, len(ladder))
+            colors = sns.color_palette(style.PALETTE, len(ladder))
             ax.scatter(ladder["normalized_cost"], ladder["value"], c=colors, s=36, zorder=2)
             for index, (_, point) in enumerate(ladder.iterrows()):
                 ax.annotate(  # alternate above and below, so that neighbours on a plateau stay legible
@@ -266,14 +192,14 @@ def paper_comparison(
                 transform=ax.transAxes, ha="left" if rising else "right", va="top", fontsize=8,
                 bbox={"facecolor": "white", "edgecolor": "0.8", "boxstyle": "round"},
             )
-            _log_x(ax)
+            style.log_x(ax)
             ax.set_title(titles[source] if row == 0 else "")
-            ax.set(xlabel="normalized cost (GFLOPs per NFE / reference model)", ylabel=_metric_axis_label(metric))
+            ax.set(xlabel="normalized cost (GFLOPs per NFE / reference model)", ylabel=style.metric_axis_label(metric))
     figure.suptitle(f"Does a bigger model give better images at a fixed step count? Toy ladder vs {PAPER}")
-    return _save(figure, out_dir, "paper_comparison")
+    return style.save(figure, out_dir, "paper_comparison")
 
 
-@_styled
+@style.styled
 def joint_frontier_plot(
     df: pd.DataFrame, out_dir: Path, metric: str | None = None, cost: str = "gflops_per_image"
 ) -> Path | None:
@@ -288,7 +214,7 @@ def joint_frontier_plot(
         return None
     frontier = joint_frontier(df, metric, cost)
     labels = model_labels(points)
-    palette = _palette(points)
+    palette = style.model_palette(points)
     lines = [f"{n}. {config_label(point)}: {point['value']:.3g}" for n, (_, point) in enumerate(frontier.iterrows(), 1)]
     listing_width = 0.3 + 0.045 * max(len(line) for line in lines)  # inches of 7.5 pt text
     figure = Figure(figsize=(7 + listing_width, 5), layout="constrained")
@@ -305,9 +231,9 @@ def joint_frontier_plot(
     for number, (_, point) in enumerate(frontier.iterrows(), start=1):
         ax.annotate(str(number), (point[cost], point["value"]), xytext=(5, 4), textcoords="offset points",
                     fontsize=8, weight="bold")
-    _log_x(ax)
-    _log_y_if_wide(ax, points, metric)
-    ax.set(xlabel=COST_LABELS.get(cost, cost), ylabel=_metric_axis_label(metric),
+    style.log_x(ax)
+    style.log_y_if_wide(ax, points, metric)
+    ax.set(xlabel=style.COST_LABELS.get(cost, cost), ylabel=style.metric_axis_label(metric),
            title=f"Every configuration and the frontier: {metric_name(metric)} vs cost per image")
     handles, names = ax.get_legend_handles_labels()
     ax.get_legend().remove()
@@ -319,4 +245,4 @@ def joint_frontier_plot(
     listing.axis("off")
     listing.text(0, 1, "Frontier, cheapest first:\n" + "\n".join(lines), va="top", fontsize=7.5,
                  transform=listing.transAxes)
-    return _save(figure, out_dir, f"joint_frontier_{metric}_{cost}")
+    return style.save(figure, out_dir, f"joint_frontier_{metric}_{cost}")

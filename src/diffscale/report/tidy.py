@@ -1,22 +1,27 @@
-"""The tidy table: one row per cell and metric, with the cell's configuration and cost ledger.
+"""The tidy tables: one row per cell and metric, with the cell's configuration and cost ledger.
 
-`results/<study>/metrics.csv` is what every figure and table reads.
+`results/<study>/metrics.csv` is what every figure and table reads. It holds only what the parameters
+decide, so the same study gives the same bytes on any run and either engine; the seconds a cell took
+(a measurement of the machine, not a result) go to `timings.csv`, one row per cell.
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 
-from diffscale.cells import Paths, expand
+from diffscale.cells import Cell, Paths
 
 COLUMNS = [
     "cell", "study", "model", "params", "sampler", "steps", "guidance", "search", "verifier", "search_budget",
     "prompt_set", "nfe_per_image", "nfe_per_image_nocfg", "gflops_per_nfe", "gflops_per_image",
-    "verifier_gflops_per_image", "total_gflops_per_image", "relative_cost", "seconds_per_image",
+    "verifier_gflops_per_image", "total_gflops_per_image", "relative_cost",
     "metric", "value", "ci_low", "ci_high", "n",
 ]
+TIMING_COLUMNS = ["cell", "seconds_per_image", "device", "host"]
+STRING_COLUMNS = ["cell", "study", "model", "sampler", "search", "verifier", "prompt_set", "metric"]
 
 
 def reference_model(params: dict, model_params: dict[str, int]) -> str:
@@ -24,8 +29,7 @@ def reference_model(params: dict, model_params: dict[str, int]) -> str:
     return params.get("report", {}).get("reference_model") or max(model_params, key=model_params.get)
 
 
-def tidy_table(params: dict, paths: Paths) -> pd.DataFrame:
-    cells = expand(params)
+def tidy_table(params: dict, paths: Paths, cells: list[Cell]) -> pd.DataFrame:
     ledgers = {c.id: json.loads((paths.samples(c) / "ledger.json").read_text()) for c in cells}
     model_params = {c.model: ledgers[c.id]["denoiser_params"] for c in cells}
     gflops = {c.model: ledgers[c.id]["gflops_per_nfe"] for c in cells}
@@ -44,8 +48,20 @@ def tidy_table(params: dict, paths: Paths) -> pd.DataFrame:
             "total_gflops_per_image": ledger["gflops_per_image"] + ledger["verifier_gflops_per_image"],
             # Mei et al.'s sampling cost: normalised denoiser cost x evaluations (CFG not counted).
             "relative_cost": ledger["gflops_per_nfe"] / reference_gflops * ledger["nfe_per_image_nocfg"],
-            "seconds_per_image": ledger["seconds_per_image"],
         }
         for score in json.loads(paths.scores(cell).read_text()):
             rows.append(base | {k: score[k] for k in ("metric", "value", "ci_low", "ci_high", "n")})
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def timings_table(paths: Paths, cells: list[Cell]) -> pd.DataFrame:
+    """Wall-clock seconds per image of each cell, as its ledger measured them (denoising, search and decoding)."""
+    ledgers = [json.loads((paths.samples(c) / "ledger.json").read_text()) for c in cells]
+    return pd.DataFrame([[c.id] + [ledger[k] for k in TIMING_COLUMNS[1:]] for c, ledger in zip(cells, ledgers)],
+                        columns=TIMING_COLUMNS)
+
+
+def load_metrics(path: Path) -> pd.DataFrame:
+    """Read `metrics.csv` keeping "none" (no search, no verifier) a string rather than NaN."""
+    return pd.read_csv(path, dtype=dict.fromkeys(STRING_COLUMNS, str), keep_default_na=False,
+                       na_values=["", "nan", "NaN"])

@@ -1,15 +1,17 @@
 """Sampling a block of cells: every (prompt, replicate) of the prompt set, for each cell of the block.
 
-The block loads its pipeline (and, for a search block, its verifier) and encodes its prompts once; each
-cell then gets its own images, per-image records and cost ledger. Seeds follow the contract: image i
-draws its noise from (global seed, prompt id, prompt, replicate), so all cells of a study are paired
-image for image, and a search's first candidate is the no-search image.
+Cells already in the cell cache (same key: model weights, prompts, parameters, seeds, options and code)
+are reused; for the others the block loads its pipeline (and, for a search block, its verifier) and
+encodes its prompts once, and each cell gets its own images, per-image records and cost ledger. Seeds
+follow the contract: image i draws its noise from (global seed, prompt id, prompt, replicate), so all
+cells of a study are paired image for image, and a search's first candidate is the no-search image.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import platform
 import time
 from pathlib import Path
@@ -19,17 +21,25 @@ from diffusers.image_processor import VaeImageProcessor
 from tqdm.auto import tqdm
 
 from diffscale import prompts as prompt_sets
+from diffscale import verifiers as verifier_registry
 from diffscale.atomic import atomic_directory
+from diffscale.cache import CellCache, key_of, library_versions, link_tree
 from diffscale.cells import Block, Cell, Paths
-from diffscale.config import derive_seed
-from diffscale.models import gpu, load_pipeline
+from diffscale.codeversion import code_version
+from diffscale.estimate import nfe_per_image
+from diffscale.manifest import content_hash, file_hash, verify
+from diffscale.models import gpu
 from diffscale.models.families import family_of
 from diffscale.models.flops import backbone_gflops_per_nfe
-from diffscale.models.zoo import pick_device
+from diffscale.models.zoo import load_pipeline, pick_device
 from diffscale.sampling.loop import CountingDenoiser, denoise, initial_noise, take
 from diffscale.sampling.samplers import SAMPLERS, make_scheduler
 from diffscale.search import ALGORITHMS, SearchProblem
+from diffscale.seeds import derive_seed
 from diffscale.verifiers import study_verifiers
+
+
+log = logging.getLogger(__name__)
 
 
 def image_seed(global_seed: int, prompt: dict, replicate: int) -> int:
@@ -50,12 +60,12 @@ class BlockSampler:
         self.params = params
         self.device = pick_device(params["device"])
         self.dtype = params["models"][block.model].get("dtype", "float32")
+        verify(paths.model(block.model))
         self.pipeline = gpu.configure(load_pipeline(paths.model(block.model), self.device, self.dtype), params["execution"])
         self.family = family_of(self.pipeline)
         self.shape = self.family.latent_shape(self.pipeline)
-        self.verifier = None
-        if block.search != "none":
-            self.verifier = study_verifiers(params, paths, [block.verifier], self.device)[block.verifier]
+        self.paths = paths
+        self.verifiers: dict = {}  # loaded when a cell first searches with them
         self.load_seconds = time.perf_counter() - started
 
         started = time.perf_counter()
@@ -78,15 +88,21 @@ class BlockSampler:
         with torch.no_grad():
             return self.family.decode(self.pipeline, latents)
 
+    def verifier(self, name: str):
+        if name not in self.verifiers:
+            self.verifiers[name] = study_verifiers(self.params, self.paths, [name], self.device)[name]
+        return self.verifiers[name]
+
     def search_problem(self, cell: Cell, denoiser, cond, uncond, seeds, prompts) -> SearchProblem:
-        steps_in = self.params["search"]["self_consistency_level"] * cell.steps
+        verifier = self.verifier(cell.verifier)
+        level = verifier.intermediate_level
         return SearchProblem(
             denoiser=denoiser, make_scheduler=lambda: make_scheduler(cell.sampler, self.pipeline.scheduler.config),
             stochastic=SAMPLERS[cell.sampler].stochastic, steps=cell.steps, guidance=cell.guidance,
             cond=cond, uncond=uncond, seeds=seeds, prompts=prompts, shape=self.shape, decode=self.decode,
             # As many trajectories per denoiser batch as slots: an out-of-memory retry with fewer slots shrinks both.
-            verifier=self.verifier, chunk=len(seeds),
-            intermediate_step=min(cell.steps - 1, int(steps_in)) if self.verifier.needs_intermediate else None,
+            verifier=verifier, chunk=len(seeds),
+            intermediate_step=None if level is None else min(cell.steps - 1, int(level * cell.steps)),
         )
 
     def sample(self, cell: Cell, out: Path, n_cells: int, progress: bool) -> None:
@@ -95,7 +111,8 @@ class BlockSampler:
         scheduler = make_scheduler(cell.sampler, self.pipeline.scheduler.config)
         denoiser = CountingDenoiser(self.family.backbone(self.pipeline))
         stochastic = SAMPLERS[cell.sampler].stochastic
-        verifier_before = dataclasses.replace(self.verifier.cost) if self.verifier else None
+        verifier = self.verifier(cell.verifier) if cell.search != "none" else None
+        verifier_before = dataclasses.replace(verifier.cost) if verifier else None
         records = []
         (out / "images").mkdir(parents=True)
         with tqdm(total=self.n_images, desc=cell.id, unit="img", disable=not progress, mininterval=2.0) as bar:
@@ -141,17 +158,22 @@ class BlockSampler:
                 seconds["write"] += time.perf_counter() - tick
                 bar.update(len(batch))
         (out / "records.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
-        verifier = None
-        if self.verifier is not None:
-            after = self.verifier.cost
-            verifier = {"calls": after.calls - verifier_before.calls, "images": after.images - verifier_before.images,
-                        "gflops": after.gflops - verifier_before.gflops}
-        ledger = self.ledger(cell, denoiser, len(records), seconds, verifier)
+        spent = None
+        if verifier is not None:
+            after = verifier.cost
+            spent = {"calls": after.calls - verifier_before.calls, "images": after.images - verifier_before.images,
+                     "gflops": after.gflops - verifier_before.gflops}
+        ledger = self.ledger(cell, denoiser, len(records), seconds, spent)
         (out / "ledger.json").write_text(json.dumps(ledger, indent=2, sort_keys=True))
 
     def ledger(self, cell: Cell, denoiser: CountingDenoiser, n_images: int, seconds: dict, verifier: dict | None) -> dict:
-        """NFEs as counted, the paper convention without CFG, FLOPs per NFE, verifier cost and wall time by phase."""
+        """NFEs as counted (and as the registries' formulas expect them), the paper convention without CFG,
+        FLOPs per NFE, verifier cost and wall time by phase."""
         nfe = denoiser.nfe / n_images
+        expected = nfe_per_image(self.params, cell)
+        if nfe != expected:  # an out-of-memory retry counts its lost evaluations; anything else is a bug
+            log.warning("%s: %g NFEs per image counted, %g expected from the sampler's and search's formulas",
+                        cell.id, nfe, expected)
         per_image = sum(seconds[k] for k in ("encode_prompts (block share)", "denoise (incl. search)", "decode")) / n_images
         verifier = verifier or {"calls": 0, "images": 0, "gflops": 0.0}
         return {
@@ -160,12 +182,13 @@ class BlockSampler:
             "denoiser_calls": denoiser.calls,
             "nfe_total": denoiser.nfe,
             "nfe_per_image": nfe,
+            "nfe_per_image_expected": expected,
             "nfe_per_image_nocfg": nfe / 2 if cell.guidance != 1.0 else nfe,
             "denoiser_params": sum(p.numel() for p in self.family.backbone(self.pipeline).parameters()),
             "gflops_per_nfe": self.gflops_per_nfe,
             "gflops_per_image": self.gflops_per_nfe * nfe,
             "search": {"algorithm": cell.search, "verifier": cell.verifier, "budget": cell.budget,
-                       "options": self.params["search"].get(cell.search, {})},
+                       "options": self.params["search"][cell.search] if cell.search != "none" else {}},
             "verifier_calls": verifier["calls"],
             "verifier_images": verifier["images"],
             "verifier_gflops": verifier["gflops"],
@@ -179,9 +202,49 @@ class BlockSampler:
         }
 
 
-def sample_block(params: dict, block: Block, cells: list[Cell], paths: Paths, progress: bool = True) -> Path:
-    sampler = BlockSampler(params, block, paths)
+def cell_key(params: dict, paths: Paths, cell: Cell, shared: dict) -> str:
+    """Everything that decides a sampled cell's bytes (the batch size does not: images are batch-invariant):
+    the block's `shared` inputs, the cell, seeds, and a search cell's options and verifier (its specs and
+    the contents of the toy components it reads)."""
+    parts = shared | {"cell": cell.id, "seed": params["seed"], "replicates": params["sampling"]["replicates"]}
+    if cell.search != "none":
+        specs = params["verifiers"]
+        parts |= {"search": params["search"][cell.search],
+                  "verifier": {name: specs[name] for name in verifier_registry.with_members([cell.verifier], specs)},
+                  "components": {c: content_hash(paths.component(c))
+                                 for c in sorted(verifier_registry.toy_components([cell.verifier], specs))}}
+    return key_of(parts)
+
+
+def block_inputs(params: dict, block: Block, paths: Paths) -> dict:
+    """The parts of the cell key that every cell of the block shares: the contents of the model and the
+    prompts, the device and execution options, the code and the libraries."""
+    return {
+        "model": content_hash(paths.model(block.model)), "dtype": params["models"][block.model].get("dtype", "float32"),
+        "prompts": file_hash(paths.prompt_set(block.prompt_set)), "device": str(pick_device(params["device"])),
+        "execution": params["execution"], "threads": params["threads"],
+        "code": code_version("diffscale.sampling.block"),
+        "libraries": library_versions("torch", "diffusers", "transformers", "open_clip_torch"),
+    }
+
+
+def sample_block(params: dict, block: Block, cells: list[Cell], paths: Paths, progress: bool = True) -> int:
+    """Write the block's cells (from the cache where it has them); returns how many were sampled now."""
+    cache = CellCache(paths.cache)
+    inputs = block_inputs(params, block, paths)
+    keys = {cell: cell_key(params, paths, cell, inputs) for cell in cells}
+    missing = sum(not cache.has_samples(key) for key in keys.values())
+    loaded: list[BlockSampler] = []  # the pipeline is loaded only if some cell must be sampled
+
+    def compute(out: Path, cell: Cell) -> None:
+        if not loaded:
+            loaded.append(BlockSampler(params, block, paths))
+        loaded[0].sample(cell, out, max(missing, 1), progress)
+
+    computed = 0
     with atomic_directory(paths.block_samples(block)) as staging:
         for cell in cells:
-            sampler.sample(cell, staging / cell.id, len(cells), progress)
-    return paths.block_samples(block)
+            entry, fresh = cache.samples(cell.id, keys[cell], lambda out, cell=cell: compute(out, cell))
+            link_tree(entry, staging / cell.id)
+            computed += fresh
+    return computed

@@ -12,22 +12,26 @@ for DiT. `take` and `concat` index and join it like a tensor, so search can repe
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import torch
-from diffusers.schedulers.scheduling_utils import SchedulerMixin
-from torch.utils._pytree import tree_map
+from diffscale.lazy import lazy_import
+
+if TYPE_CHECKING:
+    from diffusers.schedulers.scheduling_utils import SchedulerMixin
+
+torch = lazy_import("torch")
+pytree = lazy_import("torch.utils._pytree")
 
 Conditioning = dict
 
 
 def take(cond: Conditioning, index: torch.Tensor) -> Conditioning:
     """Rows `index` of every tensor in the conditioning."""
-    return tree_map(lambda x: x[index.to(x.device)], cond)
+    return pytree.tree_map(lambda x: x[index.to(x.device)], cond)
 
 
 def concat(*conds: Conditioning) -> Conditioning:
-    return tree_map(lambda *xs: torch.cat(xs), *conds)
+    return pytree.tree_map(lambda *xs: torch.cat(xs), *conds)
 
 
 def generators_for(seeds: list[int]) -> list[torch.Generator]:
@@ -68,25 +72,46 @@ class Trajectory:
     x0_predictions: list[torch.Tensor] = field(default_factory=list)  # one per step, when kept
 
 
-def x0_from_epsilon(scheduler: SchedulerMixin, sample: torch.Tensor, epsilon: torch.Tensor, t) -> torch.Tensor:
-    """The clean-latent estimate x0 = (x_t - sqrt(1 - a_t) eps) / sqrt(a_t), in the scheduler's own units.
+def x0_prediction(scheduler: SchedulerMixin, step_output, sample: torch.Tensor, model_output: torch.Tensor, t) -> torch.Tensor:
+    """The clean-latent estimate x0 at this step, as the scheduler itself computes it.
 
-    Sigma-parameterised schedulers (Euler, Heun, ...) keep x_t = x0 + sigma eps, so there x0 = x_t - sigma eps.
+    Most schedulers return it from `step` (`pred_original_sample`, in their own parameterisation: epsilon,
+    v or sample prediction, sigma- or alpha-scaled latents). Multistep solvers that do not (DPM-Solver++,
+    UniPC) run on the variance-preserving schedule x_t = sqrt(a_t) x0 + sqrt(1 - a_t) eps, where
+
+        epsilon:       x0 = (x_t - sqrt(1 - a_t) eps) / sqrt(a_t)
+        v_prediction:  x0 = sqrt(a_t) x_t - sqrt(1 - a_t) v
+        sample:        x0 = the model output
+
+    with a_t = alphas_cumprod[t]; any other prediction type is refused rather than guessed.
     """
-    if hasattr(scheduler, "sigmas") and getattr(scheduler, "init_noise_sigma", 1.0) != 1.0:
-        sigma = scheduler.sigmas[scheduler.step_index if scheduler.step_index is not None else 0].to(sample.dtype)
-        return sample - sigma * epsilon
+    x0 = getattr(step_output, "pred_original_sample", None)
+    if x0 is not None:
+        return x0
+    if not float(t).is_integer():
+        raise ValueError(f"{type(scheduler).__name__}: x0 needs an integer training timestep, got {float(t)}")
     alpha = scheduler.alphas_cumprod[int(t)].to(sample.device, sample.dtype)
-    return (sample - (1 - alpha).sqrt() * epsilon) / alpha.sqrt()
+    prediction = scheduler.config.prediction_type
+    if prediction == "epsilon":
+        return (sample - (1 - alpha).sqrt() * model_output) / alpha.sqrt()
+    if prediction == "v_prediction":
+        return alpha.sqrt() * sample - (1 - alpha).sqrt() * model_output
+    if prediction == "sample":
+        return model_output
+    raise ValueError(f"{type(scheduler).__name__}: no x0 prediction for prediction_type {prediction!r}; "
+                     "supported: ['epsilon', 'v_prediction', 'sample']")
 
 
-def guided_epsilon(denoiser: CountingDenoiser, latents, t, cond: Conditioning, uncond: Conditioning, guidance: float):
-    """eps_uncond + w (eps_cond - eps_uncond); at w = 1 the unconditional pass is skipped (1 NFE, not 2)."""
+def guided_output(denoiser: CountingDenoiser, latents, t, cond: Conditioning, uncond: Conditioning, guidance: float):
+    """out_uncond + w (out_cond - out_uncond); at w = 1 the unconditional pass is skipped (1 NFE, not 2).
+
+    The same linear combination serves every prediction type (epsilon, v, x0), as diffusers' pipelines do.
+    """
     if guidance == 1.0:
         return denoiser(latents, t, cond)
     both = denoiser(torch.cat([latents, latents]), t, concat(uncond, cond))
-    eps_uncond, eps_cond = both.chunk(2)
-    return eps_uncond + guidance * (eps_cond - eps_uncond)
+    out_uncond, out_cond = both.chunk(2)
+    return out_uncond + guidance * (out_cond - out_uncond)
 
 
 def integrate(
@@ -111,12 +136,12 @@ def integrate(
     for i in indices:
         t = scheduler.timesteps[i]
         model_input = scheduler.scale_model_input(latents, t)
-        epsilon = guided_epsilon(denoiser, model_input, t, cond, uncond, guidance)
-        # x0 before the step: sigma-based schedulers advance their step index inside `step`.
-        x0 = x0_from_epsilon(scheduler, latents, epsilon, t) if keep_x0 or on_step is not None else None
+        output = guided_output(denoiser, model_input, t, cond, uncond, guidance)
         # Only stochastic schedulers take a generator (deterministic ones reject the argument).
         noise_source = {"generator": generators} if generators is not None else {}
-        latents = scheduler.step(epsilon, t, latents, return_dict=True, **noise_source).prev_sample
+        step = scheduler.step(output, t, latents, return_dict=True, **noise_source)
+        x0 = x0_prediction(scheduler, step, latents, output, t) if keep_x0 or on_step is not None else None
+        latents = step.prev_sample
         if keep_x0:
             trajectory.x0_predictions.append(x0)
         if on_step is not None:

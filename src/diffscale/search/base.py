@@ -1,4 +1,5 @@
-"""What every search algorithm shares: the problem it is given, the result it returns, seeds and scoring.
+"""What every search algorithm shares: its registry entry, the problem it is given, the result it
+returns, seeds and scoring.
 
 A search spends extra denoiser evaluations on the same image slot (a prompt and replicate) and keeps
 what a verifier likes best. Every trajectory goes through the same `CountingDenoiser`, so the cell's
@@ -8,13 +9,58 @@ ledger counts search NFEs exactly as it counts plain sampling ones, and the veri
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import torch
-from diffusers.schedulers.scheduling_utils import SchedulerMixin
-
-from diffscale.config import derive_seed
+from diffscale.lazy import lazy_import
+from diffscale.registry import Registry
 from diffscale.sampling.loop import Conditioning, CountingDenoiser, denoise, gaussian, generators_for, take
+from diffscale.seeds import derive_seed
+
+if TYPE_CHECKING:
+    from diffusers.schedulers.scheduling_utils import SchedulerMixin
+
+torch = lazy_import("torch")
+
+
+def no_findings(options: dict, steps: int) -> list[str]:
+    return []
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """A search algorithm and everything the rest of the workflow needs to know about it.
+
+    `options` is the JSON schema of each option (with its `default`): the params schema, the defaults and
+    the validation errors come from it. `trajectories(steps, budget, options)` is the algorithm's NFE
+    formula in units of one trajectory of the cell's sampler: the ledger's check, `diffscale estimate`
+    and the tests all use it. `problems(options, steps)` lists settings that cannot run (each message
+    starts with the option's name); `warnings(options, steps)` settings that run but do not search.
+    """
+
+    name: str
+    run: Callable[["SearchProblem", int, dict], "SearchResult"]
+    description: str
+    trajectories: Callable[[int, int, dict], float]
+    options: dict = field(default_factory=dict)
+    needs: str = "any"  # the sampler capability it needs: "any", "resumable" (restarts mid-trajectory), "stochastic"
+    whole_trajectories: bool = True  # scores final images only (so verifiers of whole trajectories apply)
+    problems: Callable[[dict, int], list[str]] = no_findings
+    warnings: Callable[[dict, int], list[str]] = no_findings
+
+    @property
+    def defaults(self) -> dict:
+        return {name: spec["default"] for name, spec in self.options.items()}
+
+    def schema(self) -> dict:
+        return {"type": "object", "additionalProperties": False, "description": self.description,
+                "properties": self.options}
+
+
+ALGORITHMS: Registry[Algorithm] = Registry("search algorithm")
+
+
+def register_algorithm(algorithm: Algorithm) -> Algorithm:
+    return ALGORITHMS.register(algorithm.name, algorithm)
 
 
 def candidate_seed(image_seed: int, k: int) -> int:
@@ -39,7 +85,7 @@ class SearchProblem:
     decode: Callable[[torch.Tensor], torch.Tensor]  # latents -> images (B, 3, H, W) in [0, 1]
     verifier: object  # a `diffscale.verifiers` Verifier
     chunk: int = 256  # trajectories per denoiser batch
-    intermediate_step: int | None = None  # whose x0 a self-consistency verifier compares with the result
+    intermediate_step: int | None = None  # whose x0 a verifier of whole trajectories compares with the result
 
     @property
     def device(self) -> torch.device:

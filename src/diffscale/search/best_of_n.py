@@ -10,9 +10,12 @@ first n, for every n <= N).
 
 from __future__ import annotations
 
-import torch
+from diffscale.lazy import lazy_import
+from diffscale.search.base import (
+    Algorithm, SearchProblem, SearchResult, best_per_slot, register_algorithm, seeded_candidates, trajectories, verify,
+)
 
-from diffscale.search.base import SearchProblem, SearchResult, best_per_slot, seeded_candidates, trajectories, verify
+torch = lazy_import("torch")
 
 
 def search(problem: SearchProblem, budget: int, options: dict) -> SearchResult:
@@ -26,3 +29,9 @@ def search(problem: SearchProblem, budget: int, options: dict) -> SearchResult:
         latents=latents[rows], scores=scores[rows], chosen=best.tolist(),
         history=[{"candidate_scores": row.tolist(), "seed": seeds[r]} for row, r in zip(per_slot, rows.tolist())],
     )
+
+
+register_algorithm(Algorithm(
+    name="random", run=search, description="best-of-N over starting noises (nested seeds)",
+    trajectories=lambda steps, budget, options: float(budget),
+))

@@ -17,11 +17,14 @@ reports) or one drawn by those weights (`select: sample`). K counts particles:
 
 from __future__ import annotations
 
-import torch
-
-from diffscale.config import derive_seed
+from diffscale.lazy import lazy_import
 from diffscale.sampling.loop import integrate, take
-from diffscale.search.base import SearchProblem, SearchResult, generators_for, seeded_candidates, verify
+from diffscale.search.base import (
+    Algorithm, SearchProblem, SearchResult, generators_for, register_algorithm, seeded_candidates, verify,
+)
+from diffscale.seeds import derive_seed
+
+torch = lazy_import("torch")
 
 
 def log_potential(kind: str, lam: float, rewards: torch.Tensor, state: dict) -> torch.Tensor:
@@ -87,3 +90,25 @@ def search(problem: SearchProblem, budget: int, options: dict) -> SearchResult:
     for s in range(n_slots):
         history[s] |= {"final_rewards": per_slot[s].tolist(), "final_weights": final[s].tolist()}
     return SearchResult(latents[rows], rewards[rows], chosen.tolist(), history)
+
+
+def warnings(options: dict, steps: int) -> list[str]:
+    if options["interval"] >= steps:
+        return [f"interval: {options['interval']} >= {steps} steps: particles are never resampled, so FK steering "
+                "is best-of-K there"]
+    return []
+
+
+register_algorithm(Algorithm(
+    name="fk-steering", run=search, description="Feynman-Kac steering: SMC with potentials on x0 predictions",
+    trajectories=lambda steps, budget, options: float(budget), needs="stochastic", whole_trajectories=False,
+    warnings=warnings,
+    options={
+        "lambda": {"type": "number", "minimum": 0, "default": 10.0, "description": "Tilt: the target is p(x) exp(lambda r(x))."},
+        "potential": {"type": "string", "enum": ["difference", "max"], "default": "difference",
+                      "description": "G_t = exp(lambda (r_t - r_prev)) or exp(lambda max(r_t, r_max))."},
+        "interval": {"type": "integer", "minimum": 1, "default": 2, "description": "Steps between resamplings."},
+        "select": {"type": "string", "enum": ["best", "sample"], "default": "best",
+                   "description": "The result: the particle with the best final reward, or one drawn by the final weights."},
+    },
+))

@@ -16,15 +16,21 @@ scheduler whose step depends only on (t, x_t): DDIM or DDPM.
 
 from __future__ import annotations
 
-import torch
-
-from diffscale.config import derive_seed
+from diffscale.lazy import lazy_import
 from diffscale.sampling.loop import integrate, take
-from diffscale.search.base import SearchProblem, SearchResult, gaussian, generators_for, seeded_candidates, verify
+from diffscale.search.base import (
+    Algorithm, SearchProblem, SearchResult, gaussian, generators_for, register_algorithm, seeded_candidates, verify,
+)
+from diffscale.seeds import derive_seed
+
+torch = lazy_import("torch")
 
 
 def rounds(steps: int, start: float, forward: int, backward: int) -> tuple[int, list[tuple[int, int]]]:
     """s0 and the (from, to) step positions of every branching round."""
+    if backward <= forward:
+        raise ValueError(f"paths search needs backward > forward (each round advances backward - forward steps); "
+                         f"got forward={forward}, backward={backward}")
     first = position = min(steps, max(forward, round(start * steps)))
     spans = []
     while position < steps:
@@ -78,3 +84,37 @@ def search(problem: SearchProblem, budget: int, options: dict) -> SearchResult:
         top = scores.view(n_slots, budget).topk(1, dim=1)
         latents = latents[(top.indices + budget * torch.arange(n_slots)[:, None]).flatten()]
     return SearchResult(latents, top.values[:, 0], top.indices[:, 0].tolist(), history)
+
+
+def trajectory_units(steps: int, budget: int, options: dict) -> float:
+    """The NFE formula above in units of one trajectory of `steps` evaluations."""
+    start, spans = rounds(steps, options["start"], options["forward"], options["backward"])
+    return budget * (start + options["copies"] * sum(end - begin for begin, end in spans)) / steps
+
+
+def problems(options: dict, steps: int) -> list[str]:
+    if options["backward"] <= options["forward"]:
+        return [f"backward: must exceed forward (each round advances backward - forward steps, so it would never "
+                f"finish); got forward={options['forward']}, backward={options['backward']}"]
+    return []
+
+
+def warnings(options: dict, steps: int) -> list[str]:
+    start, spans = rounds(steps, options["start"], options["forward"], options["backward"])
+    if not spans:
+        return [f"start: {options['start']} of {steps} steps leaves no step to branch at: paths search is best-of-N there"]
+    return []
+
+
+register_algorithm(Algorithm(
+    name="paths", run=search, description="search over paths: branch, re-noise and prune partial trajectories",
+    trajectories=trajectory_units, needs="resumable", whole_trajectories=False, problems=problems, warnings=warnings,
+    options={
+        "copies": {"type": "integer", "minimum": 1, "default": 2, "description": "M: noised copies of each kept path per round."},
+        "start": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.5,
+                  "description": "Fraction of the steps before the first branching."},
+        "forward": {"type": "integer", "minimum": 1, "default": 1, "description": "f: steps re-noised per round."},
+        "backward": {"type": "integer", "minimum": 2, "default": 2,
+                     "description": "b: steps integrated per round (b > f; a round advances b - f)."},
+    },
+))

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import math
 
-import torch
-
-from diffscale.config import derive_seed
+from diffscale.lazy import lazy_import
 from diffscale.search.base import (
-    SearchProblem, SearchResult, best_per_slot, gaussian, generators_for, seeded_candidates, trajectories, verify,
+    Algorithm, SearchProblem, SearchResult, best_per_slot, gaussian, generators_for, register_algorithm,
+    seeded_candidates, trajectories, verify,
 )
+from diffscale.seeds import derive_seed
+
+torch = lazy_import("torch")
 
 
 def search(problem: SearchProblem, budget: int, options: dict) -> SearchResult:
@@ -55,3 +57,16 @@ def search(problem: SearchProblem, budget: int, options: dict) -> SearchResult:
             pivot[stuck], pivot_score[stuck] = fresh, -torch.inf  # a fresh pivot is judged by its neighbours
         used, iteration = used + k, iteration + 1
     return SearchResult(best_latents, best_score, chosen, history)
+
+
+register_algorithm(Algorithm(
+    name="zero-order", run=search, description="hill-climbing over neighbours of a pivot noise",
+    trajectories=lambda steps, budget, options: float(budget),
+    options={
+        "radius": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 0.5,
+                   "description": "Neighbour n' = sqrt(1 - r^2) n + r eps; r = 1 is random search."},
+        "neighbours": {"type": "integer", "minimum": 1, "default": 3, "description": "Neighbours per iteration."},
+        "restart": {"type": "string", "enum": ["keep", "fresh"], "default": "keep",
+                    "description": "When no neighbour beats the pivot: keep it, or start from a fresh noise."},
+    },
+))

@@ -8,32 +8,39 @@ the AVA scale (~1-10). The input width follows the CLIP's embedding width, so a 
 
 from __future__ import annotations
 
-import torch
-from torch import nn
+from diffscale.lazy import lazy_import
+from diffscale.verifiers.base import BATCH_SIZE_OPTION, Verifier, VerifierResources, load_state_dict, register, resolve_file
 
-from diffscale.verifiers.base import Verifier, VerifierResources, load_state_dict, register, resolve_file
-from diffscale.verifiers.openclip import OpenClipTower
+torch = lazy_import("torch")
+openclip = lazy_import("diffscale.verifiers.openclip")
 
 
-class AestheticMLP(nn.Module):
-    def __init__(self, input_size: int = 768):
-        super().__init__()
-        self.layers = nn.Sequential(
-            nn.Linear(input_size, 1024), nn.Dropout(0.2),
-            nn.Linear(1024, 128), nn.Dropout(0.2),
-            nn.Linear(128, 64), nn.Dropout(0.1),
-            nn.Linear(64, 16),
-            nn.Linear(16, 1),
-        )
-
-    def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
-        return self.layers(embeddings)
+def aesthetic_mlp(input_size: int = 768):
+    """The predictor, under the original's state-dict keys (`layers.<Sequential index>`); call its `layers`."""
+    nn = torch.nn
+    return nn.ModuleDict({"layers": nn.Sequential(
+        nn.Linear(input_size, 1024), nn.Dropout(0.2),
+        nn.Linear(1024, 128), nn.Dropout(0.2),
+        nn.Linear(128, 64), nn.Dropout(0.1),
+        nn.Linear(64, 16),
+        nn.Linear(16, 1),
+    )})
 
 
 @register("aesthetic")
 class AestheticVerifier(Verifier):
-    """Options: `clip_model` (default ViT-L-14), `clip_pretrained` (default openai), `mlp`: a local
+    """The LAION aesthetic predictor: an MLP on CLIP ViT-L/14 image embeddings, on the AVA scale (~1-10).
+
+    Options: `clip_model` (default ViT-L-14), `clip_pretrained` (default openai), `mlp`: a local
     .safetensors/.pth file or `hf-hub:<repo>@<revision>:<filename>` (required)."""
+
+    options = {
+        **BATCH_SIZE_OPTION,
+        "clip_model": {"type": "string", "default": "ViT-L-14", "description": "The open_clip model whose embeddings the MLP reads."},
+        "clip_pretrained": {"type": "string", "default": "openai", "description": "Its pretrained tag, local file or pinned hub file."},
+        "mlp": {"type": "string", "description": "The predictor's weights: a local .safetensors/.pth file or hf-hub:<repo>@<revision>:<file>."},
+    }
+    required = ("mlp",)
 
     def __init__(self, *, resources: VerifierResources, device="cpu", clip_model: str = "ViT-L-14",
                  clip_pretrained: str | None = "openai", mlp: str | None = None, batch_size: int = 256):
@@ -41,10 +48,10 @@ class AestheticVerifier(Verifier):
         if mlp is None:
             raise ValueError("aesthetic: `mlp` is required (e.g. the original sac+logos+ava1-l14-linearMSE.pth, "
                              "as a local file or hf-hub:<repo>@<revision>:<filename>)")
-        self.tower = OpenClipTower(clip_model, clip_pretrained, device)
-        self.mlp = AestheticMLP(self.tower.embed_dim)
+        self.tower = openclip.OpenClipTower(clip_model, clip_pretrained, device)
+        self.mlp = aesthetic_mlp(self.tower.embed_dim)
         self.mlp.load_state_dict(load_state_dict(resolve_file(mlp)))
         self.mlp.to(self.device).eval()
 
     def _forward(self, images, prompts, intermediate) -> torch.Tensor:
-        return self.mlp(self.tower.encode_image(images))[:, 0]
+        return self.mlp["layers"](self.tower.encode_image(images))[:, 0]

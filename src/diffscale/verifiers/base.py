@@ -4,6 +4,10 @@ A verifier scores candidate images against their prompts (higher is better). Sea
 `score(images, prompts, groups=..., intermediate=...)` and reads `cost` for the ledger: calls, images
 and GFLOPs, where the GFLOPs per image are measured once per verifier with `FlopCounterMode` on a
 single-image forward and then multiplied by the number of images scored.
+
+Each kind carries its own metadata as class attributes: the JSON schema of its options (the params
+schema and its validation come from them), which toy-world components it reads, and whether it
+compares a whole trajectory's x0 predictions (`intermediate_level`).
 """
 
 from __future__ import annotations
@@ -12,20 +16,24 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-import torch
-from torch.utils.flop_counter import FlopCounterMode
+from diffscale.lazy import lazy_import
+from diffscale.registry import Registry
 
-VERIFIERS: dict[str, type["Verifier"]] = {}
+torch = lazy_import("torch")
+flop_counter = lazy_import("torch.utils.flop_counter")
+
+VERIFIERS: Registry[type["Verifier"]] = Registry("verifier kind")
+
+BATCH_SIZE_OPTION = {"batch_size": {"type": "integer", "minimum": 1, "default": 256,
+                                    "description": "Images per verifier forward pass."}}
 
 
 def register(kind: str):
     """Class decorator: `@register("clip-score")` makes the class the verifier of that kind."""
 
     def decorate(cls: type[Verifier]) -> type[Verifier]:
-        if kind in VERIFIERS:
-            raise ValueError(f"verifier kind {kind!r} registered twice")
         cls.kind = kind
-        VERIFIERS[kind] = cls
+        VERIFIERS.register(kind, cls)
         return cls
 
     return decorate
@@ -60,7 +68,8 @@ class Verifier:
     """Base class: checks inputs, batches, counts cost. Subclasses implement `_forward` on one batch."""
 
     kind: ClassVar[str] = "abstract"
-    needs_intermediate: bool = False
+    options: ClassVar[dict] = BATCH_SIZE_OPTION  # JSON schema of each option (the spec minus `kind`)
+    required: ClassVar[tuple[str, ...]] = ()  # options without which the kind cannot run
 
     def __init__(self, *, device: str | torch.device = "cpu", batch_size: int = 256):
         if int(batch_size) < 1:
@@ -68,7 +77,35 @@ class Verifier:
         self.device = torch.device(device)
         self.batch_size = int(batch_size)
         self.cost = VerifierCost()
+        self.intermediate_level: float | None = None  # set by kinds that compare an x0 prediction with the result
         self._gflops_per_image: float | None = None
+
+    @property
+    def needs_intermediate(self) -> bool:
+        return self.intermediate_level is not None
+
+    # -- metadata read by validation and the DAG, from a spec alone (nothing is loaded) -------------
+
+    @classmethod
+    def schema(cls) -> dict:
+        return {"type": "object", "additionalProperties": False, "required": ["kind", *cls.required],
+                "description": (cls.__doc__ or "").strip().splitlines()[0],
+                "properties": {"kind": {"const": cls.kind}, **cls.options}}
+
+    @classmethod
+    def members(cls, options: dict) -> list[str]:
+        """Other verifiers of the study this one is built from."""
+        return []
+
+    @classmethod
+    def toy_components(cls, options: dict) -> set[str]:
+        """Toy-world components (`oracle`, `clip`) a verifier of these options reads."""
+        return set()
+
+    @classmethod
+    def level(cls, options: dict) -> float | None:
+        """The fraction of the trajectory whose x0 prediction it compares with the result; None: final images only."""
+        return None
 
     @classmethod
     def from_spec(cls, options: dict, resources: VerifierResources, device, built: dict[str, "Verifier"]) -> "Verifier":
@@ -113,7 +150,7 @@ class Verifier:
     def gflops_per_image(self, images, prompts, intermediate=None) -> float:
         """Measured once, on the first image of the first call, then cached."""
         if self._gflops_per_image is None:
-            with FlopCounterMode(display=False) as counter:
+            with flop_counter.FlopCounterMode(display=False) as counter:
                 self._run_batch(images[:1], prompts[:1], None if intermediate is None else intermediate[:1])
             self._gflops_per_image = counter.get_total_flops() / 1e9
         return self._gflops_per_image
@@ -159,9 +196,9 @@ def build_verifiers(specs: dict[str, dict], resources: VerifierResources | None 
         spec = dict(specs[name])
         kind = spec.pop("kind", None)
         if kind not in VERIFIERS:
-            raise ValueError(f"verifier {name!r}: unknown kind {kind!r}; known kinds: {sorted(VERIFIERS)}")
+            raise ValueError(f"verifier {name!r}: unknown kind {kind!r}; known kinds: {VERIFIERS.names()}")
         visiting.append(name)
-        for member in spec.get("members", []) or []:
+        for member in VERIFIERS[kind].members(spec):
             if member not in specs:
                 raise ValueError(f"verifier {name!r}: unknown member {member!r}; defined verifiers: {sorted(specs)}")
             build(member)

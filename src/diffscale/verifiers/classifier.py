@@ -20,10 +20,13 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 
-import torch
-import torch.nn.functional as F
+from diffscale.lazy import lazy_import
+from diffscale.verifiers.base import BATCH_SIZE_OPTION, Verifier, VerifierResources, load_state_dict, register, resolve_file
 
-from diffscale.verifiers.base import Verifier, VerifierResources, load_state_dict, register, resolve_file
+torch = lazy_import("torch")
+timm = lazy_import("timm")
+timm_data = lazy_import("timm.data")
+torchvision_models = lazy_import("torchvision.models")
 
 NUM_CLASSES = 1000
 _MODES = {"bilinear": "bilinear", "bicubic": "bicubic", "nearest": "nearest"}
@@ -31,9 +34,7 @@ _MODES = {"bilinear": "bilinear", "bicubic": "bicubic", "nearest": "nearest"}
 
 @lru_cache(maxsize=1)
 def imagenet_categories() -> tuple[str, ...]:
-    from torchvision.models import ResNet50_Weights
-
-    names = tuple(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+    names = tuple(torchvision_models.ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
     assert len(names) == NUM_CLASSES
     return names
 
@@ -74,8 +75,8 @@ def _resize(images: torch.Tensor, size: tuple[int, int], interpolation: str) -> 
         raise ValueError(f"classifier: interpolation {interpolation!r} of the model's data config is not supported "
                          f"on tensors (supported: {sorted(_MODES)})")
     if mode == "nearest":
-        return F.interpolate(images, size=size, mode="nearest")
-    out = F.interpolate(images, size=size, mode=mode, align_corners=False, antialias=True)
+        return torch.nn.functional.interpolate(images, size=size, mode="nearest")
+    out = torch.nn.functional.interpolate(images, size=size, mode=mode, align_corners=False, antialias=True)
     return out.clamp(0.0, 1.0) if mode == "bicubic" else out
 
 
@@ -140,18 +141,25 @@ def preprocess(images: torch.Tensor, config: dict) -> torch.Tensor:
 
 @register("classifier")
 class ClassifierVerifier(Verifier):
-    """Options: `model` (a timm architecture, optionally with its pretrained tag for the data config;
+    """An ImageNet classifier's probability of the prompt's class: the IS-style oracle for class-conditional models.
+
+    Options: `model` (a timm architecture, optionally with its pretrained tag for the data config;
     default `resnet50`), `weights` (required: a local .safetensors/.pth file, or
     `hf-hub:<repo>@<revision>[:<file>]`, e.g. `hf-hub:timm/resnet50.a1_in1k@<commit>`, default file
     `model.safetensors`), `model_kwargs` (extra `timm.create_model` arguments, e.g.
     `pretrained_cfg_overlay`), `batch_size`. Score: softmax probability of the prompt's class, in [0, 1]."""
 
+    options = {
+        **BATCH_SIZE_OPTION,
+        "model": {"type": "string", "default": "resnet50", "description": "A timm architecture (with its pretrained tag for the data config)."},
+        "weights": {"type": "string", "description": "A local .safetensors file or hf-hub:<repo>@<revision>[:<file>]."},
+        "model_kwargs": {"type": "object", "description": "Extra timm.create_model arguments."},
+    }
+    required = ("weights",)
+
     def __init__(self, *, resources: VerifierResources | None = None, device="cpu", model: str = "resnet50",
                  weights: str | None = None, model_kwargs: dict | None = None, batch_size: int = 256):
         super().__init__(device=device, batch_size=batch_size)
-        import timm
-        from timm.data import resolve_data_config
-
         if weights is None:
             raise ValueError("classifier: `weights` is required (a local .safetensors file, or "
                              "hf-hub:timm/<model>@<revision>, whose model.safetensors is read)")
@@ -172,7 +180,7 @@ class ClassifierVerifier(Verifier):
                              f"{NUM_CLASSES}-class head: {error}") from error
         self.model.to(self.device).eval()
         self.model_name = model
-        self.data_config = resolve_data_config({}, model=self.model)
+        self.data_config = timm_data.resolve_data_config({}, model=self.model)
 
     def _score(self, images, prompts, groups, intermediate, ledger):
         for prompt in dict.fromkeys(prompts):  # fail on a bad name before any compute is charged

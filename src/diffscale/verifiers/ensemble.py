@@ -7,9 +7,10 @@ group of one gets 0.5). Members' scales never mix, only their orders.
 
 from __future__ import annotations
 
-import torch
+from diffscale.lazy import lazy_import
+from diffscale.verifiers.base import BATCH_SIZE_OPTION, Verifier, VerifierCost, check_inputs, register
 
-from diffscale.verifiers.base import Verifier, VerifierCost, check_inputs, register
+torch = lazy_import("torch")
 
 
 def prompt_groups(prompts: list[str]) -> torch.Tensor:
@@ -34,25 +35,38 @@ def group_ranks(scores: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
 
 @register("ensemble")
 class EnsembleVerifier(Verifier):
-    """Options: `members` (names of other verifiers of the study).
+    """Ma et al.'s Verifier Ensemble: the mean of its members' ranks within each group of candidates.
+
+    Options: `members` (names of other verifiers of the study).
 
     Cost: `ensemble.cost` is the sum of what its members spent on its behalf (every member's call,
     images and GFLOPs); the members' own counters only count calls made to them directly, so a
     ledger may add an ensemble and its members without counting anything twice.
     """
 
+    options = {**BATCH_SIZE_OPTION, "members": {"type": "array", "minItems": 2, "uniqueItems": True, "items": {"type": "string"},
+                                                "description": "Names of other verifiers of the study."}}
+    required = ("members",)
+
     def __init__(self, members: dict[str, Verifier], *, device="cpu", batch_size: int = 256):
         super().__init__(device=device, batch_size=batch_size)
         if not members:
             raise ValueError("ensemble: `members` must name at least one verifier")
         self.members = dict(members)
-        self.needs_intermediate = any(m.needs_intermediate for m in self.members.values())
+        levels = {m.intermediate_level for m in self.members.values()} - {None}
+        if len(levels) > 1:
+            raise ValueError(f"ensemble: members compare x0 predictions at different levels {sorted(levels)}")
+        self.intermediate_level = levels.pop() if levels else None
 
     @classmethod
     def from_spec(cls, options, resources, device, built):
         options = dict(options)
         names = options.pop("members", None) or []
         return cls({name: built[name] for name in names}, device=device, **options)
+
+    @classmethod
+    def members(cls, options: dict) -> list[str]:
+        return list(options.get("members", []))
 
     def _score(self, images, prompts, groups, intermediate, ledger: VerifierCost) -> torch.Tensor:
         check_inputs(self, images, prompts, groups, intermediate)

@@ -9,25 +9,35 @@ checkpoint (e.g. `HPS_v2.1_compressed.pt` in the `xswu/HPSv2` hub repository) is
 
 from __future__ import annotations
 
-import torch
+from diffscale.lazy import lazy_import
+from diffscale.verifiers.base import BATCH_SIZE_OPTION, Verifier, VerifierResources, register
 
-from diffscale.verifiers.base import Verifier, VerifierResources, register
-from diffscale.verifiers.openclip import OpenClipTower, is_weights_file
+torch = lazy_import("torch")
+openclip = lazy_import("diffscale.verifiers.openclip")
 
 
 @register("hps")
 class HpsVerifier(Verifier):
-    """Options: `model` (open_clip architecture, default ViT-H-14), `checkpoint` (required: a local
+    """Human Preference Score v2: the cosine of HPSv2's fine-tuned open_clip image and text features.
+
+    Options: `model` (open_clip architecture, default ViT-H-14), `checkpoint` (required: a local
     file or `hf-hub:<repo>@<revision>:<filename>`)."""
+
+    options = {
+        **BATCH_SIZE_OPTION,
+        "model": {"type": "string", "default": "ViT-H-14", "description": "The open_clip architecture."},
+        "checkpoint": {"type": "string", "description": "The HPSv2 checkpoint: a local file or hf-hub:<repo>@<revision>:<file>."},
+    }
+    required = ("checkpoint",)
 
     def __init__(self, *, resources: VerifierResources, device="cpu", model: str = "ViT-H-14",
                  checkpoint: str | None = None, batch_size: int = 256):
         super().__init__(device=device, batch_size=batch_size)
         if checkpoint is None:
             raise ValueError("hps: `checkpoint` is required (e.g. hf-hub:xswu/HPSv2@<revision>:HPS_v2.1_compressed.pt)")
-        if not is_weights_file(checkpoint):
+        if not openclip.is_weights_file(checkpoint):
             raise ValueError(f"hps: `checkpoint` must be a file or a pinned hub file, got {checkpoint!r}")
-        self.tower = OpenClipTower(model, checkpoint, device)
+        self.tower = openclip.OpenClipTower(model, checkpoint, device)
 
     def _forward(self, images, prompts, intermediate) -> torch.Tensor:
         return (self.tower.encode_image(images) * self.tower.encode_text(prompts)).sum(-1)

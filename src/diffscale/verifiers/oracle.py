@@ -9,42 +9,54 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
+from diffscale import manifest
+from diffscale.lazy import lazy_import
+from diffscale.verifiers.base import BATCH_SIZE_OPTION, Verifier, VerifierResources, register
 
-from diffscale.metrics.compositional import prompt_targets
-from diffscale.toyworld import oracle as toy_oracle
-from diffscale.toyworld.scenes import IMAGE_SIZE, parse_caption
-from diffscale.verifiers.base import Verifier, VerifierResources, register
+torch = lazy_import("torch")
+compositional = lazy_import("diffscale.metrics.compositional")
+scenes = lazy_import("diffscale.toyworld.scenes")
+toy_oracle = lazy_import("diffscale.toyworld.oracle")
 
 
 @lru_cache(maxsize=4096)
 def _labels(prompt: str) -> tuple[tuple[str, str], ...]:
-    return tuple(parse_caption(prompt).labels().items())
+    return tuple(scenes.parse_caption(prompt).labels().items())
 
 
 def prompt_label_targets(prompts: list[str]) -> torch.Tensor:
     """N x slots class indices of what each toy prompt asks for."""
-    return prompt_targets([dict(_labels(p)) for p in prompts])
+    return compositional.prompt_targets([dict(_labels(p)) for p in prompts])
 
 
 def to_classifier_input(images: torch.Tensor) -> torch.Tensor:
     """[0, 1] images at any size -> the toy classifiers' input: [-1, 1] at IMAGE_SIZE x IMAGE_SIZE."""
-    if images.shape[-2:] != (IMAGE_SIZE, IMAGE_SIZE):
-        images = F.interpolate(images, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", antialias=True, align_corners=False)
+    size = scenes.IMAGE_SIZE
+    if images.shape[-2:] != (size, size):
+        images = torch.nn.functional.interpolate(images, size=(size, size), mode="bilinear", antialias=True,
+                                                 align_corners=False)
     return images * 2.0 - 1.0
 
 
 def load_toy_oracle(resources: VerifierResources, path: str | Path | None, who: str):
-    path = path if path is not None else resources.oracle
-    if path is None:
+    if path is not None:
+        return toy_oracle.load(Path(path))
+    if resources.oracle is None:
         raise ValueError(f"{who}: needs the toy oracle, but the study provides none (resources.oracle is None)")
-    return toy_oracle.load(Path(path))
+    return toy_oracle.load(manifest.verified(resources.oracle))
 
 
 @register("oracle")
 class OracleVerifier(Verifier):
-    """Options: `path` (an oracle folder; default: the study's toy oracle)."""
+    """The toy attribute classifier's probability of exactly the scene the prompt asks for.
+
+    Options: `path` (an oracle folder; default: the study's toy oracle)."""
+
+    options = {**BATCH_SIZE_OPTION, "path": {"type": "string", "description": "An oracle folder; default: the study's toy oracle."}}
+
+    @classmethod
+    def toy_components(cls, options: dict) -> set[str]:
+        return set() if options.get("path") else {"oracle"}
 
     def __init__(self, *, resources: VerifierResources, device="cpu", path: str | None = None, batch_size: int = 256):
         super().__init__(device=device, batch_size=batch_size)

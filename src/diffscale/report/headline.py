@@ -1,0 +1,74 @@
+"""The study's headline numbers and curves, in the forms DVC shows: `dvc exp show`, `dvc metrics diff` and
+`dvc plots diff` compare them across experiments.
+
+`headline.json` holds, per prompt set, the primary metric of each model at the reference steps (no search),
+the budgets at which the best model changes (Mei et al.'s crossovers) and the mean relative gain of each
+search algorithm at its largest budget. `plots/<prompt set>-*.csv` are the curves: the best value of each
+model against its sampling cost, and the joint frontier against GFLOPs per image. Numbers come from the
+same analysis functions as the report page.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from diffscale.atomic import atomic_directory, write_text
+from diffscale.report import analysis, search_analysis
+
+
+def _finite(value) -> float | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else round(float(value), 6)
+
+
+def prompt_set_headline(df: pd.DataFrame, reference_steps: int | None, reference_model: str | None) -> dict:
+    metric, out = analysis.primary_metric(df), {}
+    plain = analysis.without_search(df)
+    if not plain.empty:
+        sampler = analysis.default_sampler(plain)
+        steps = reference_steps if reference_steps in set(plain.loc[plain["sampler"] == sampler, "steps"]) \
+            else analysis.default_reference_steps(df, sampler)
+        table = analysis.table1(df, steps, sampler, reference_model, metric).set_index("model")
+        out[f"{metric}_at_{sampler}_{steps}_steps"] = {model: _finite(v) for model, v in table[metric].items()}
+        best = analysis.best_model_per_budget(plain, metric)
+        crossings: dict[str, float] = {}
+        for row in analysis.crossovers(best).itertuples():
+            name = f"{row.from_model} to {row.to_model}"
+            name = name if name not in crossings else f"{name} ({sum(k.startswith(name) for k in crossings) + 1})"
+            crossings[name] = _finite(row.budget)
+        out["crossover_budgets"] = crossings
+    if search_analysis.has_search(df):
+        gains = search_analysis.verifier_gains(df)
+        gains = gains[gains["metric"] == metric].dropna(subset=["relative_gain"])
+        out[f"search_gain_{metric}"] = {name: _finite(v) for name, v in gains.groupby("search")["relative_gain"].mean().items()}
+    return out
+
+
+def plot_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The curves of one prompt set, by file stem: its primary metric (`value`, named in `metric`) against
+    Mei et al.'s sampling cost per model (`cost`, without search) and the joint frontier (`frontier`)."""
+    metric, tables = analysis.primary_metric(df), {}
+    plain = analysis.without_search(df)
+    if not plain.empty:
+        points = analysis.best_guidance(plain, metric)
+        points = points[points["metric"] == metric]
+        tables["cost"] = points[["model", "sampler", "steps", "relative_cost", "value", "metric"]].sort_values(
+            ["model", "relative_cost"], kind="mergesort")
+    frontier = analysis.joint_frontier(df, metric, "gflops_per_image")
+    tables["frontier"] = frontier[["gflops_per_image", "value", "metric", "model", "cell"]]
+    return tables
+
+
+def write_headline(df: pd.DataFrame, headline_json: Path, plots_dir: Path, reference_steps: int | None,
+                   reference_model: str | None) -> None:
+    prompt_sets = sorted(df["prompt_set"].unique())
+    numbers = {name: prompt_set_headline(df[df["prompt_set"] == name], reference_steps, reference_model)
+               for name in prompt_sets}
+    write_text(headline_json, json.dumps(numbers, indent=1, sort_keys=True) + "\n")
+    with atomic_directory(plots_dir) as out:
+        for name in prompt_sets:
+            for stem, table in plot_tables(df[df["prompt_set"] == name]).items():
+                table.to_csv(out / f"{name}-{stem}.csv", index=False, float_format="%.6g")

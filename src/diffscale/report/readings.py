@@ -1,0 +1,198 @@
+"""What the study shows about model size, steps, guidance and cost, in sentences generated from the numbers.
+
+Each function turns numbers of `report.analysis` into readings (Mei et al., "Bigger is not Always Better:
+Scaling Properties of Latent Diffusion Models", arXiv:2404.01367, and the joint frontier); none draws or
+writes anything. The search readings are `report.search_readings`.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from diffscale.report.analysis import (
+    best_guidance,
+    model_labels,
+    model_order,
+    primary_metric,
+    rank_correlation,
+    trend_agreement,
+    winner,
+    without_search,
+)
+from diffscale.report.metrics import HEADLINE_METRICS, higher_is_better, metric_name
+from diffscale.report.paper import PAPER
+from diffscale.report.text import capitalized, change, config_label, cost_unit, num, runs, trend
+
+# Mei et al.'s headline budget: at sampling cost 3 their 83M model beats the 866M one.
+PAPER_HEADLINE_COST = 3.0
+
+
+def intro(df: pd.DataFrame) -> list[str]:
+    """What the study is, generated from the table itself."""
+    labels = model_labels(df)
+    order = model_order(df)
+    sizes = df.drop_duplicates("model").set_index("model")["params"]
+    samplers = "; ".join(
+        f"{sampler} at {', '.join(str(s) for s in sorted(frame['steps'].unique()))} steps"
+        for sampler, frame in df.groupby("sampler", sort=False)
+    )
+    guidance = ", ".join(f"{g:g}" for g in sorted(df["guidance"].unique()))
+    searches = sorted({f"{s} by {v}" for s, v in zip(df["search"], df["verifier"]) if s != "none"})
+    return [
+        f"Study {', '.join(df['study'].unique())}: {df['cell'].nunique()} cells. {len(order)} denoisers from "
+        f"{labels[order[0]]} to {labels[order[-1]]} ({num(sizes[order[-1]] / sizes[order[0]])}x in parameters); "
+        f"samplers {samplers}; guidance scales {guidance}; search {', '.join(searches) or 'none'}; prompt sets "
+        f"{', '.join(df['prompt_set'].unique())}; metrics {', '.join(metric_name(m) for m in df['metric'].unique())}.",
+        "It asks which model size gives the best images at a fixed sampling cost (Mei et al., \"Bigger is not Always "
+        "Better: Scaling Properties of Latent Diffusion Models\", arXiv:2404.01367), what searching over initial "
+        "noises with a verifier buys (Ma et al., \"Inference-Time Scaling for Diffusion Models beyond Scaling "
+        "Denoising Steps\", arXiv:2501.09732), and which combination of size, steps and search is best for a given "
+        "compute budget per image.",
+        "Costs: sampling cost is the denoiser's GFLOPs per evaluation over the reference model's, times the number "
+        "of evaluations (Mei et al.'s unit; classifier-free guidance not counted). GFLOPs and NFEs per image count a "
+        "guided pair as two evaluations and include search; total GFLOPs also add the verifiers' GFLOPs, the fair "
+        "cost of search. Where several guidance scales were run, each point uses the one with the best "
+        f"{metric_name(primary_metric(df))}, as Mei et al. do.",
+    ]
+
+
+def steps_readings(df: pd.DataFrame) -> list[str]:
+    """Per sampler run at two step counts or more: how the primary metric changes from the fewest steps to the
+    most for the smallest and the largest model, and which model is best at each end."""
+    metric = primary_metric(df)
+    points = best_guidance(without_search(df), metric)
+    points = points[points["metric"] == metric]
+    labels = model_labels(df)
+    sentences = []
+    for sampler, frame in points.groupby("sampler", sort=False):
+        if frame["steps"].nunique() < 2:
+            continue
+        few, many = frame["steps"].min(), frame["steps"].max()
+        changes = []
+        for model in dict.fromkeys((model_order(frame)[0], model_order(frame)[-1])):
+            line = frame[frame["model"] == model].set_index("steps")["value"]
+            if {few, many} <= set(line.index):
+                changes.append(f"{change(line[few], line[many])} for {labels[model]}")
+        first, last = (labels[winner(frame[frame["steps"] == s], metric)] for s in (few, many))
+        best = (f"{first} is the best model at both {few} and {many} steps" if first == last
+                else f"the best model is {first} at {few} steps and {last} at {many} steps")
+        sentences.append(
+            f"With {sampler}, as steps go from {few} to {many}, {metric_name(metric)} {' and '.join(changes)}; {best}."
+        )
+    return sentences
+
+
+def cost_readings(df: pd.DataFrame, best: pd.DataFrame, changes: pd.DataFrame, metric: str) -> list[str]:
+    """The best configuration within the smallest and the largest budget, where the winning model changes
+    (and whether that is beyond noise), and the winner at Mei et al.'s headline cost.
+
+    `best` and `changes` are `best_model_per_budget` (two budgets or more) and its `crossovers`.
+    """
+    name = metric_name(metric)
+    labels = model_labels(df)
+    first, last = best.iloc[0], best.iloc[-1]
+    sentences = [
+        f"Sampling cost (normalized model cost x steps; one step of the reference model costs 1; CFG not counted) "
+        f"runs from {num(first['budget'])} to {num(last['budget'])}. Within the smallest budget the best {name} is "
+        f"{num(first['value'])}, from {config_label(first)}; within the largest it is {num(last['value'])}, from "
+        f"{config_label(last)}."
+    ]
+    if changes.empty:
+        sentences.append(f"The same model, {labels[first['model']]}, is best at every budget.")
+    else:
+        steps = [f"from {labels[c.from_model]} to {labels[c.to_model]} at sampling cost {num(c.budget)}"
+                 for c in changes.itertuples()]
+        at_change = best[best["budget"].isin(changes["budget"])]
+        within_noise = int(at_change["runner_up_value"].between(at_change["ci_low"], at_change["ci_high"]).sum())
+        noise = ("each new winner is ahead by more than its confidence interval" if within_noise == 0 else
+                 f"at {within_noise} of these {len(changes)} budgets the runner-up's {name} lies inside the "
+                 f"winner's confidence interval, so the change there is within noise")
+        sentences.append(f"The best model changes {'; '.join(steps)}. {capitalized(noise)}.")
+    if first["budget"] <= PAPER_HEADLINE_COST:
+        at_headline = best[best["budget"] <= PAPER_HEADLINE_COST].iloc[-1]
+        verdict = ("the largest model, unlike the paper" if at_headline["model"] == model_order(df)[-1]
+                   else "a smaller model than the largest, as in the paper")
+        sentences.append(
+            f"At sampling cost {PAPER_HEADLINE_COST:g}, where {PAPER} find their 83M model best, the best model here "
+            f"is {labels[at_headline['model']]} with {int(at_headline['steps'])} steps: {verdict}."
+        )
+    return sentences
+
+
+def table1_reading(table: pd.DataFrame, labels: dict[str, str], sampler: str, steps: int, metric: str) -> str:
+    """How each headline metric of the Table 1 analogue changes from the smallest model to the largest."""
+    smallest, largest = labels[table["model"].iloc[0]], labels[table["model"].iloc[-1]]
+    sentences = []
+    for name in [m for m in HEADLINE_METRICS if m in table]:
+        rho = rank_correlation(table["params"], table[name])
+        sentences.append(f"{metric_name(name)} {change(table[name].iloc[0], table[name].iloc[-1])} between "
+                         f"{smallest} and {largest} (Spearman rho with size {num(rho)})")
+    best = labels[winner(table.rename(columns={metric: "value"}), metric)]
+    return (f"At {steps} {sampler} steps, with the guidance that gives the best {metric_name(metric)}: "
+            f"{'; '.join(sentences)}. The best {metric_name(metric)} comes from {best}.")
+
+
+def guidance_reading(df: pd.DataFrame, table: pd.DataFrame, sampler: str) -> str | None:
+    """How the best guidance of `guidance_map` moves with steps and model size; None when it never moves."""
+    sizes = df.drop_duplicates("model").set_index("model")["params"]
+    cells = table.stack().rename("guidance").reset_index()
+    if cells["guidance"].nunique() < 2:
+        return None
+    by_steps = rank_correlation(cells["steps"], cells["guidance"])
+    by_size = rank_correlation(cells["model"].map(sizes), cells["guidance"])
+    return (
+        f"With {sampler}, the best guidance ranges from {num(cells['guidance'].min())} to "
+        f"{num(cells['guidance'].max())}. It {trend(by_steps)} with more steps (Spearman rho {num(by_steps)}; "
+        f"in the paper it falls) and {trend(by_size)} with model size (rho {num(by_size)}; in the paper it rises)."
+    )
+
+
+def paper_reading(df: pd.DataFrame, comparison: pd.DataFrame, metric: str, sampler: str, steps: int) -> str | None:
+    """Whether the toy ladder's trend with size agrees with Mei et al.'s, from `paper_trend_comparison`; None
+    when fewer than two toy models have the metric."""
+    trends = trend_agreement(comparison).set_index("source")
+    if "toy" not in trends.index or trends.loc["toy", "models"] < 2:
+        return None
+    toy, paper = trends.loc["toy"], trends.loc["paper"]
+    name = metric_name(metric)
+    resolved = abs(toy["spread"]) > toy["median_ci_width"]
+    noise = (f"the change from the smallest to the largest model ({num(toy['spread'])}) "
+             f"{'exceeds' if resolved else 'is within'} the typical confidence-interval width "
+             f"({num(toy['median_ci_width'])})")
+    if toy["agrees_with_paper"]:
+        better = "higher" if higher_is_better(metric) else "lower"
+        reason = f"bigger models reach {better} {name} in both, and {noise}"
+    elif not resolved:
+        reason = f"{noise}, so the toy ladder does not resolve a size effect at this sample size"
+    else:
+        reason = f"its best {name} comes from {model_labels(df)[toy['best']]}, not from its largest model"
+    return (
+        f"{name} at {steps} {sampler} steps: Spearman rho(size, {name}) is {num(toy['spearman_size'])} for the "
+        f"toy ladder and {num(paper['spearman_size'])} in {PAPER} (50 DDIM steps). The toy trend "
+        f"{'agrees' if toy['agrees_with_paper'] else 'disagrees'} with the paper: {reason}."
+    )
+
+
+def frontier_reading(df: pd.DataFrame, frontier: pd.DataFrame, metric: str, cost: str) -> str:
+    """The frontier from `joint_frontier`: its span, the models along it, its best point and where search joins."""
+    unit, name = cost_unit(cost), metric_name(metric)
+    best = frontier.iloc[-1]
+    if len(frontier) == 1:
+        summary = (f"one configuration is both the cheapest and the best ({name} {num(best['value'])}): "
+                   f"{config_label(best)}.")
+    else:
+        path = runs(frontier["model"].map(model_labels(df)))
+        models = f"the model goes {' -> '.join(path)}" if len(path) > 1 else f"every point uses {path[0]}"
+        summary = (f"the frontier has {len(frontier)} configurations from {num(frontier[cost].iloc[0])} to "
+                   f"{num(best[cost])} {unit}; along it {models}. The best {name}, {num(best['value'])}, comes from "
+                   f"{config_label(best)}.")
+    searches = frontier[frontier["search"] != "none"]
+    if (df["search"] == "none").all():
+        search_note = "The study has no search cells."
+    elif searches.empty:
+        search_note = "No search configuration is on it: more steps or a bigger model buy more at every budget."
+    else:
+        verb = "uses" if len(searches) == 1 else "use"
+        search_note = (f"{len(searches)} of its {len(frontier)} points {verb} search, the first at "
+                       f"{num(searches[cost].iloc[0])} {unit}: {config_label(searches.iloc[0])}.")
+    return f"{capitalized(name)} against {unit}: {summary} {search_note}"

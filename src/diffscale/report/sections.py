@@ -1,0 +1,272 @@
+"""The parts of the page: for one prompt set, each section's figures, readings, notes and tables.
+
+A section draws its figures (`report.figures`, `report.search_figures`), saves its tables as CSV, and
+adds the readings generated from the same numbers (`report.readings`, `report.search_readings`), in the
+order the page shows them. Notes say what a small study could not draw.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from markupsafe import Markup
+
+from diffscale.atomic import write_text
+from diffscale.report import analysis, figures, readings, search_analysis, search_figures, search_readings
+from diffscale.report.metrics import metric_name
+from diffscale.report.paper import PAPER_METRICS
+from diffscale.report.text import config_label, cost_unit, num
+
+# The frontier of the primary metric is drawn in each unit; other metrics in GFLOPs only.
+FRONTIER_COSTS = ("gflops_per_image", "nfe_per_image", "seconds_per_image")
+
+
+@dataclass
+class Section:
+    """One heading of the page: figures, readings, notes and tables in the order they were added."""
+
+    title: str
+    parts: list[tuple[str, object]] = field(default_factory=list)
+
+    def reading(self, text: str) -> None:
+        self.parts.append(("reading", text))
+
+    def readings(self, texts: list[str]) -> None:
+        for text in texts:
+            self.reading(text)
+
+    def note(self, text: str) -> None:
+        self.parts.append(("note", text))
+
+    def table(self, caption: str, table: pd.DataFrame, index: bool = False) -> None:
+        html = table.to_html(index=index, border=0, na_rep="", float_format=num, classes="data")
+        self.parts.append(("table", (caption, Markup(html))))  # pandas has escaped the cells
+
+
+@dataclass
+class PromptSetReport:
+    name: str
+    anchor: str
+    sections: list[Section]
+
+
+class Writer:
+    """Saves one prompt set's figures and tables under the report folder; links figures into sections."""
+
+    def __init__(self, figures_root: Path, tables_root: Path, prompt_set: str):
+        self.prompt_set = prompt_set
+        self.slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", prompt_set)
+        self.figure_dir = figures_root / self.slug
+        self.table_dir = tables_root / self.slug
+
+    def add_figure(self, section: Section, path: Path | None, missing: str) -> None:
+        if path is None:
+            section.note(f"No figure: {missing}")
+        else:
+            section.parts.append(("figure", f"figures/{self.slug}/{path.name}"))
+
+    def save_table(self, name: str, table: pd.DataFrame, index: bool = False) -> None:
+        write_text(self.table_dir / f"{name}.csv", table.to_csv(index=index, float_format="%.6g"))
+
+
+def prompt_set_report(
+    df: pd.DataFrame, writer: Writer, reference_steps: int | None, reference_model: str | None
+) -> PromptSetReport:
+    """Every section of one prompt set. Mei et al.'s sections need plain (no-search) cells; the joint frontier
+    takes every cell."""
+    sections = []
+    plain = analysis.without_search(df)
+    if not plain.empty:
+        sampler = analysis.default_sampler(plain)
+        steps, note = reference_steps, None
+        if steps not in set(plain.loc[plain["sampler"] == sampler, "steps"]):
+            steps = analysis.default_reference_steps(df, sampler)
+            if reference_steps is not None:
+                note = (f"{sampler} was not run at {reference_steps} steps on this prompt set; this section and the "
+                        f"paper comparison use {steps} steps.")
+        sections = [
+            _steps_section(df, writer),
+            _cost_section(df, writer),
+            _table1_section(df, writer, sampler, steps, reference_model, note),
+            _guidance_section(df, writer),
+            _paper_section(df, writer, sampler, steps, reference_model),
+        ]
+    if search_analysis.has_search(df):  # Ma et al.'s questions, each search line read against its no-search baseline
+        sections += [_search_scaling_section(df, writer), _search_verifier_section(df, writer),
+                     _search_equal_compute_section(df, writer), _search_budget_section(df, writer)]
+    sections.append(_frontier_section(df, writer))
+    return PromptSetReport(writer.prompt_set, writer.slug, sections)
+
+
+def _steps_section(df: pd.DataFrame, writer: Writer) -> Section:
+    section = Section("Quality vs sampling steps")
+    writer.add_figure(section, figures.quality_vs_steps(df, writer.figure_dir),
+                      "no sampler was run at two step counts.")
+    section.readings(readings.steps_readings(df))
+    return section
+
+
+def _cost_section(df: pd.DataFrame, writer: Writer) -> Section:
+    section = Section("Best quality vs sampling cost (headline)")
+    metric = analysis.primary_metric(df)
+    name = metric_name(metric)
+    writer.add_figure(section, figures.quality_vs_cost(df, writer.figure_dir, metric),
+                      "fewer than two configurations.")
+    best = analysis.best_model_per_budget(analysis.without_search(df), metric)
+    changes = analysis.crossovers(best)
+    writer.save_table(f"best_per_budget_{metric}", best)
+    writer.save_table(f"crossovers_{metric}", changes)
+    if best.empty:
+        section.note(f"No configuration has a {name} score.")
+        return section
+    if len(best) == 1:
+        first = best.iloc[0]
+        section.note(f"Only one configuration has a {name} score: {config_label(first)} ({num(first['value'])}).")
+        return section
+    section.readings(readings.cost_readings(df, best, changes, metric))
+    columns = ["budget", "model", "sampler", "steps", "guidance", "value", "ci_low", "ci_high", "runner_up",
+               "runner_up_value"]
+    section.table(f"Best model within each sampling-cost budget ({name})",
+                  best[columns].rename(columns={"value": metric}))
+    return section
+
+
+def _table1_section(
+    df: pd.DataFrame, writer: Writer, sampler: str, steps: int, reference_model: str | None, note: str | None
+) -> Section:
+    section = Section("Table 1 analogue")
+    if note:
+        section.note(note)
+    metric = analysis.primary_metric(df)
+    table = analysis.table1(df, steps, sampler, reference_model, metric)
+    writer.save_table("table1", table)
+    if table.empty:
+        section.note(f"No {sampler} cells at {steps} steps.")
+        return section
+    if len(table) > 1:
+        section.reading(readings.table1_reading(table, analysis.model_labels(df), sampler, steps, metric))
+    section.table(f"Per model at {steps} {sampler} steps, best guidance by {metric_name(metric)}; normalized cost = "
+                  "GFLOPs per NFE / the reference model's", table)
+    return section
+
+
+def _guidance_section(df: pd.DataFrame, writer: Writer) -> Section:
+    section = Section("Best guidance map")
+    metric = analysis.primary_metric(df)
+    writer.add_figure(section, figures.guidance_heatmap(df, writer.figure_dir, metric),
+                      "no sampler swept more than one guidance scale.")
+    for sampler in analysis.without_search(df)["sampler"].unique():
+        table = analysis.guidance_map(df, sampler, metric)
+        writer.save_table(f"guidance_map_{sampler}", table, index=True)
+        text = readings.guidance_reading(df, table, sampler)
+        if text is not None:
+            section.reading(text)
+    return section
+
+
+def _paper_section(
+    df: pd.DataFrame, writer: Writer, sampler: str, steps: int, reference_model: str | None
+) -> Section:
+    section = Section("Comparison with the paper")
+    writer.add_figure(section, figures.paper_comparison(df, writer.figure_dir, steps, sampler, reference_model),
+                      f"fewer than two models at {steps} {sampler} steps.")
+    for metric in [m for m in PAPER_METRICS if m in set(df["metric"])]:
+        comparison = analysis.paper_trend_comparison(df, steps, sampler, metric, reference_model)
+        writer.save_table(f"paper_comparison_{metric}", comparison)
+        text = readings.paper_reading(df, comparison, metric, sampler, steps)
+        if text is not None:
+            section.reading(text)
+    return section
+
+
+def _frontier_section(df: pd.DataFrame, writer: Writer) -> Section:
+    section = Section("Joint frontier: model size, steps, guidance and search")
+    primary = analysis.primary_metric(df)
+    headline = analysis.headline_metrics(df) or [primary]
+    plans = [(metric, "gflops_per_image") for metric in headline]
+    if search_analysis.has_search(df):
+        if search_analysis.fair_cost(df) == search_analysis.FAIR_COST:
+            plans += [(metric, search_analysis.FAIR_COST) for metric in headline]
+        else:
+            section.note("The table has no verifier GFLOPs (total_gflops_per_image), so search is drawn at its "
+                         "denoiser cost only, which undercounts it.")
+    plans += [(primary, cost) for cost in FRONTIER_COSTS if cost != "gflops_per_image" and cost in df]
+    for metric, cost in plans:
+        frontier = analysis.joint_frontier(df, metric, cost)
+        writer.save_table(f"frontier_{metric}_{cost}", frontier)
+        figure = figures.joint_frontier_plot(df, writer.figure_dir, metric, cost)
+        missing = f"fewer than two configurations with {metric_name(metric)} and {cost_unit(cost)}."
+        writer.add_figure(section, figure, missing)
+        if figure is not None:
+            section.reading(readings.frontier_reading(df, frontier, metric, cost))
+    return section
+
+
+def _search_scaling_section(df: pd.DataFrame, writer: Writer) -> Section:
+    section = Section("Search: scaling with compute")
+    section.note(f"Search over initial noises with {search_readings.models_note(df)}. Each line is one algorithm and "
+                 "verifier at fixed sampler, steps and guidance; it starts at the same configuration without search "
+                 "(cross).")
+    for cost in ("nfe_per_image", search_analysis.fair_cost(df)):
+        writer.add_figure(section, search_figures.scaling_curves(df, writer.figure_dir, cost),
+                          f"no search configuration with a headline metric and {cost_unit(cost)}.")
+    writer.save_table("search_scaling", search_analysis.search_lines(df))
+    section.readings(search_readings.scaling_readings(df))
+    return section
+
+
+def _search_verifier_section(df: pd.DataFrame, writer: Writer) -> Section:
+    section = Section("Search: verifiers vs evaluation metrics")
+    gains = search_analysis.verifier_gains(df)
+    matrix = search_analysis.verifier_metric_matrix(gains)
+    per_algorithm = search_analysis.verifier_metric_matrix(gains, by=["search"])
+    hacking = search_analysis.verifier_hacking(matrix)
+    writer.save_table("search_gains", gains)
+    writer.save_table("search_verifier_matrix", matrix, index=True)
+    writer.save_table("search_verifier_matrix_by_algorithm", per_algorithm, index=True)
+    writer.save_table("search_verifier_hacking", hacking)
+    writer.add_figure(section, search_figures.verifier_matrix_plot(df, writer.figure_dir),
+                      "no search configuration has a no-search baseline.")
+    section.readings(search_readings.verifier_readings(matrix, hacking))
+    if not matrix.empty:
+        shown = matrix.rename(columns=metric_name).map(lambda v: "" if pd.isna(v) else f"{v:+.1%}")
+        section.table("Relative change over no search at the largest budget (positive = better), mean over models "
+                      "and algorithms; rows: search verifier", shown, index=True)
+    return section
+
+
+def _search_equal_compute_section(df: pd.DataFrame, writer: Writer) -> Section:
+    section = Section("Search: small model + search vs bigger model at equal compute")
+    comparison = search_analysis.equal_compute(df)
+    summary = search_analysis.equal_compute_summary(comparison)
+    writer.save_table("search_equal_compute", comparison)
+    writer.save_table("search_equal_compute_summary", summary)
+    writer.add_figure(section, search_figures.equal_compute_plot(df, writer.figure_dir),
+                      "no searched model has a bigger model with a no-search configuration within its budget.")
+    section.readings(search_readings.equal_compute_readings(df, comparison))
+    headline = summary[summary["metric"].isin(analysis.headline_metrics(df))]
+    if not headline.empty:
+        section.table("Small model + search vs the best no-search configuration of each bigger model within the same "
+                      "cost: search configurations won, lost, tied and unaffordable per budget", headline)
+    return section
+
+
+def _search_budget_section(df: pd.DataFrame, writer: Writer) -> Section:
+    verifier = search_analysis.BUDGET_VERIFIER
+    section = Section(f"Search: FID and diversity vs budget ({verifier} verifier)")
+    effect = search_analysis.budget_effect(df, verifier)
+    trend = search_analysis.budget_trend(effect)
+    writer.save_table(f"search_budget_{verifier}", effect)
+    writer.save_table(f"search_budget_trend_{verifier}", trend)
+    writer.add_figure(section, search_figures.budget_plot(df, writer.figure_dir, verifier),
+                      f"no search with the {verifier} verifier scored by FID or recall.")
+    section.readings(search_readings.budget_readings(trend, verifier))
+    if not trend.empty:
+        columns = ["model", "search", "sampler", "steps", "metric", "baseline", "best_budget", "best_value",
+                   "largest_budget", "largest_value", "largest_ci_low", "largest_ci_high", "worse_at_largest"]
+        section.table(f"Per search line with the {verifier} verifier: no search, the best budget and the largest",
+                      trend[columns])
+    return section
