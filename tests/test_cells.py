@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
-
 from diffscale.cells import Cell, Paths, expand
-from diffscale.config import ParamsError, load
+from diffscale.config import load
 
 
 def test_cell_id_round_trips_including_odd_characters():
@@ -14,7 +12,8 @@ def test_cell_id_round_trips_including_odd_characters():
     assert Cell.from_id(cell.id) == cell
     searched = Cell("toy-w8", "ddpm", 5, 2.0, "toy-captions", "fk-steering", "self-consistency", 8)
     assert searched.id == "toy-w8__ddpm__steps5__cfg2__fk-steering+self-consistency+n8__toy-captions"
-    assert searched.block.id == "toy-w8__ddpm__fk-steering+self-consistency__toy-captions"
+    assert searched.block.id == "toy-w8__fk-steering__toy-captions"
+    assert searched.own_block.id == searched.id
     assert Cell.from_id(searched.id) == searched
 
 
@@ -30,24 +29,23 @@ def test_expand_is_the_deduplicated_product_of_the_grids(repo):
     assert expand(params) == cells
 
 
-def test_unknown_block_is_a_params_error(repo):
-    from diffscale.cells import find_block
+def test_unknown_block_is_a_params_error(repo, capsys):
+    from diffscale import cli
 
-    params = load(repo / "config" / "smoke.yaml")
-    with pytest.raises(ParamsError, match="diffscale cells"):
-        find_block(params, "nope")
+    assert cli.main(["--params", str(repo / "config" / "smoke.yaml"), "sample", "--block", "nope"]) == 2
+    assert "`diffscale sample --block nope` is no node of study 'smoke'" in capsys.readouterr().err
 
 
 def test_paths_are_scoped_by_study_and_grouped_by_block():
     paths = Paths("smoke")
     cell = Cell("toy-w8", "ddim", 4, 3.0, "toy-captions")
-    assert cell.block.id == "toy-w8__ddim__nosearch__toy-captions"
+    assert cell.block.id == "toy-w8__nosearch__toy-captions"
     assert str(paths.samples(cell)) == f"results/smoke/samples/{cell.block.id}/{cell.id}"
     assert str(paths.scores(cell)) == f"results/smoke/scores/{cell.block.id}/{cell.id}.json"
     assert str(paths.report) == "reports/smoke/index.html"
 
 
-def test_blocks_group_cells_that_share_model_sampler_and_prompts(repo):
+def test_blocks_group_cells_that_share_model_prompts_and_search(repo):
     from diffscale.cells import blocks
 
     params = load(repo / "config" / "smoke.yaml")
@@ -55,4 +53,9 @@ def test_blocks_group_cells_that_share_model_sampler_and_prompts(repo):
     assert sum(len(c) for c in grouped.values()) == len(expand(params))
     for block, cells in grouped.items():
         assert {c.block for c in cells} == {block}
-        assert len({(c.steps, c.guidance, c.budget) for c in cells}) == len(cells)
+        assert len({(c.sampler, c.steps, c.guidance, c.verifier, c.budget) for c in cells}) == len(cells)
+    # The smoke study: one plain block per model and prompt set, one block per search algorithm.
+    assert sorted(b.id for b in grouped) == [
+        "toy-w16__fk-steering__toy-captions", "toy-w16__nosearch__toy-captions", "toy-w16__nosearch__toy-pairs",
+        "toy-w16__paths__toy-captions", "toy-w16__random__toy-captions", "toy-w16__zero-order__toy-captions",
+        "toy-w8__nosearch__toy-captions"]

@@ -15,7 +15,7 @@ import pytest
 from diffscale.cells import Paths, blocks, expand
 from diffscale.config import load
 from diffscale.dag import nodes
-from diffscale.estimate import study_cost, trajectory_multiplier
+from diffscale.estimate import study_cost
 
 BIN = Path(sys.executable).parent
 ENV = os.environ | {"PATH": str(BIN) + os.pathsep + os.environ.get("PATH", "")}
@@ -30,14 +30,14 @@ def run(cmd, cwd) -> str:
 
 @pytest.mark.parametrize("config", CONFIGS)
 def test_snakemake_plans_every_node_with_gpus_for_sampling(repo, tmp_path, config):
-    plan = run([sys.executable, "-m", "snakemake", "-n", "-s", repo / "Snakefile", "-d", tmp_path,
+    plan = run([sys.executable, "-m", "snakemake", "-n", "-s", repo / "workflow" / "Snakefile", "-d", tmp_path,
                 "--profile", repo / "workflow" / "profiles" / "slurm", "--configfile", repo / config], tmp_path)
     params = load(repo / config)
     study_nodes = nodes(params, Paths.of(params))
-    samples = sum(n.stage.split("@")[0] in ("sample", "search") for n in study_nodes)
-    assert samples == len(expand(params))  # sampling.jobs: cell
-    assert f"sample {samples}" in " ".join(plan.split())  # the job stats table
-    for rule in ("model", "eval_prompts", "fetch_inception"):
+    assert sum(n.args[0] == "sample" for n in study_nodes) == len(expand(params))  # sampling.jobs: cell
+    stats = dict(re.findall(r"^(\S+)\s+(\d+)$", plan, flags=re.MULTILINE))  # the job stats table
+    assert int(stats["sample"]) == len(expand(params))  # every sampling family is a `sample` job
+    for rule in ("model", "prompts", "fetch_inception"):
         assert f"rule {rule}:" in plan
     assert "gpu=1" in plan
     # Sampling jobs ask for the runtime their FLOPs need (estimate x 2 + 10 minutes), not a flat default.
@@ -55,7 +55,7 @@ def test_dvc_plans_the_same_stages(repo, tmp_path, config):
     # `dvc status` checks the same pipeline and parameters and lists every stage that would run.
     pending = json.loads(run([BIN / "dvc", "status", "--json"], tmp_path))
     params = load(repo / config)
-    assert set(pending) == {n.stage for n in nodes(params, Paths.of(params))}
+    assert set(pending) == {"plan"} | {n.name for n in nodes(params, Paths.of(params))}
     run([BIN / "dvc", "dag", "--dot"], tmp_path)  # a valid graph: no cycles, no output written by two stages
 
 
@@ -68,9 +68,10 @@ def test_search_cost_follows_each_algorithms_formula(repo):
         nfe = cost.loc[cell.id, "nfe_per_image"]
         if cell.search in ("none", "random", "zero-order", "fk-steering"):
             assert nfe == 2 * cell.steps * max(cell.budget, 1)
-        else:  # paths: 30 steps, start 15, rounds of 2 back and 4 forward, 2 copies
-            assert nfe == 2 * trajectory_multiplier(params, cell) * cell.steps
-            assert trajectory_multiplier(params, cell) > cell.budget
+        else:  # paths, by hand: 30 steps, s0 = 15, rounds of 2 back and 4 forward, 2 copies; the rounds span
+            # 13-17, 15-19, ..., 25-29 (7 x 4 steps) and 27-30 (3 steps): 31 steps per copy after s0.
+            assert cell.steps == 30 and params["search"]["paths"] == {"copies": 2, "start": 0.5, "forward": 2, "backward": 4}
+            assert nfe == 2 * cell.budget * (15 + 2 * 31)
         assert cost.loc[cell.id, "pflops"] == pytest.approx(nfe * 200 / 1e6)  # DrawBench: 200 prompts x 1 GFLOP
 
 

@@ -1,8 +1,9 @@
 """Expanding a study into cells and blocks; their ids and every output path.
 
 A *cell* is the unit of results: its images, records, ledger and scores. A *block* is the unit of work:
-the cells that share a model, sampler, search and prompt set, sampled by one job that loads the model
-once (with one process per cell, start-up and loading were most of a toy cell's wall time).
+the cells that share a model, a prompt set and a search algorithm (or none), sampled by one job that loads
+the model once (with one process per cell, start-up and loading were most of a toy cell's wall time; the
+cell cache makes a block's rerun compute only its new cells).
 
 This is the only module that knows where files live. Snakemake, DVC and the tests all ask it, so the
 two engines describe the same cells with the same paths.
@@ -15,7 +16,7 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from diffscale.config import ParamsError
+from diffscale.evaldata import EVAL_INPUTS
 
 _ID = re.compile(
     r"^(?P<model>[a-z0-9][a-z0-9.-]*)__(?P<sampler>[a-z0-9+-]+)__steps(?P<steps>\d+)__cfg(?P<guidance>[0-9.]+)"
@@ -28,11 +29,9 @@ def _number(value: float) -> str:
     return f"{value:g}"
 
 
-def _search_tag(search: str, verifier: str, budget: int | None = None) -> str:
-    """`nosearch`, or `algorithm+verifier` (a block) and `algorithm+verifier+nBUDGET` (a cell)."""
-    if search == "none":
-        return "nosearch"
-    return f"{search}+{verifier}" + ("" if budget is None else f"+n{budget}")
+def _search_tag(search: str, verifier: str, budget: int) -> str:
+    """`nosearch`, or `algorithm+verifier+nBUDGET`."""
+    return "nosearch" if search == "none" else f"{search}+{verifier}+n{budget}"
 
 
 @dataclass(frozen=True, order=True)
@@ -77,13 +76,12 @@ class Cell:
 
     @property
     def block(self) -> "Block":
-        return Block(self.model, self.sampler, self.prompt_set, self.search, self.verifier)
+        return Block(self.model, self.prompt_set, self.search)
 
     @property
     def own_block(self) -> "Block":
         """A block of this cell alone (`sampling.jobs: cell`), for cells that take hours each on real models."""
-        point = f"steps{self.steps}__cfg{_number(self.guidance)}" + (f"__n{self.budget}" if self.search != "none" else "")
-        return Block(self.model, self.sampler, self.prompt_set, self.search, self.verifier, point)
+        return Block(self.model, self.prompt_set, self.search, self.id)
 
     def as_dict(self) -> dict:
         return asdict(self) | {"cell": self.id, "block": self.block.id}
@@ -91,20 +89,17 @@ class Cell:
 
 @dataclass(frozen=True, order=True)
 class Block:
-    """The cells one job samples: one model, sampler, prompt set, search algorithm and verifier; every
-    step count, guidance scale and search budget."""
+    """The cells one job samples: one model, prompt set and search algorithm (or none); every sampler, step
+    count, guidance scale, verifier and budget. A one-cell block (`sampling.jobs: cell`) is named by its cell."""
 
     model: str
-    sampler: str
     prompt_set: str
     search: str = "none"
-    verifier: str = "none"
-    point: str = ""  # only for one-cell blocks: the cell's steps, guidance and budget
+    cell: str = ""  # only for one-cell blocks
 
     @property
     def id(self) -> str:
-        base = f"{self.model}__{self.sampler}__{_search_tag(self.search, self.verifier)}__{self.prompt_set}"
-        return f"{base}__{self.point}" if self.point else base
+        return self.cell or f"{self.model}__{'nosearch' if self.search == 'none' else self.search}__{self.prompt_set}"
 
 
 def expand(params: dict) -> list[Cell]:
@@ -134,13 +129,6 @@ def blocks(params: dict) -> dict[Block, list[Cell]]:
     for cell in expand(params):
         grouped.setdefault(paths.block_of(cell), []).append(cell)
     return dict(sorted(grouped.items()))
-
-
-def find_block(params: dict, block_id: str) -> tuple[Block, list[Cell]]:
-    for block, cells in blocks(params).items():
-        if block.id == block_id:
-            return block, cells
-    raise ParamsError(f"block {block_id!r} is not in study {params['study']!r}; `diffscale cells --json` lists the blocks")
 
 
 def toy_models(params: dict) -> list[str]:
@@ -174,11 +162,12 @@ class Paths:
 
     @property
     def dataset(self) -> Path:
-        return self.root / "toyworld" / "dataset.npz"
+        """A folder: the arrays (`arrays.npz`) and their manifest, like every artifact of the DAG."""
+        return self.root / "toyworld" / "dataset"
 
     @property
     def reference(self) -> Path:
-        return self.root / "toyworld" / "reference.npz"
+        return self.root / "toyworld" / "reference"
 
     def component(self, name: str) -> Path:
         return self.root / "toyworld" / name
@@ -188,8 +177,6 @@ class Paths:
 
     def evaldata(self, input_name: str) -> Path:
         """A fetched evaluation input (FID statistics, Inception weights), under its published file name."""
-        from diffscale.evaldata import EVAL_INPUTS
-
         return self.root / "evaldata" / EVAL_INPUTS[input_name]["files"][0]["name"]
 
     def model(self, name: str) -> Path:
@@ -210,6 +197,37 @@ class Paths:
     @property
     def metrics(self) -> Path:
         return self.root / "metrics.csv"
+
+    @property
+    def headline(self) -> Path:
+        """The study's headline numbers, DVC's metrics file."""
+        return self.root / "headline.json"
+
+    @property
+    def plots(self) -> Path:
+        """The study's curves as CSV tables, DVC's plots."""
+        return self.root / "plots"
+
+    @property
+    def timings(self) -> Path:
+        return self.root / "timings.csv"
+
+    @property
+    def cache(self) -> Path:
+        """The cell cache, shared by every study of the results tree (a cell's key says all it depends on)."""
+        return Path(self.results_root) / ".cache"
+
+    def snakemake_plan(self, family: str, key: str, digest: str) -> Path:
+        """Snakemake's plans are named by their hash: a new plan is a new file, so no run's plan changes under it."""
+        return self.root / "plans" / "snakemake" / family / (key or family) / f"{digest}.json"
+
+    def made_with(self, node: str) -> Path:
+        """The digest of the plan a node's outputs were last made from (written by its job, either engine)."""
+        return self.root / "plans" / "made" / f"{node}.txt"
+
+    def dvc_plan(self, family: str, key: str) -> Path:
+        """DVC's plans have fixed names (dvc.yaml is static); DVC tracks their content."""
+        return self.root / "plans" / "dvc" / family / f"{key or family}.json"
 
     @property
     def report_dir(self) -> Path:

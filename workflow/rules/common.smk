@@ -1,73 +1,96 @@
-# Shared state of the workflow: the validated study, its paths and its DAG nodes (from the library).
+# The study as the library sees it: validated parameters, paths, the DAG's nodes and each node's plan.
+# The only files written here are plans, each under the hash of its content and never rewritten: a dry
+# run, a lint or another study changes nothing a running job reads.
 import functools
-import re
+import os
+import shlex
+import sys
+from pathlib import Path
 
-import yaml
+from snakemake.logging import logger
 
+from diffscale import dag, estimate, locks
 from diffscale.cells import Paths
-from diffscale.config import ParamsError, resolve
-from diffscale import dag, estimate
+from diffscale.config import read_study_file, resolve, study_warnings
+from diffscale.errors import ParamsError
 
 try:
-    PARAMS = resolve(config, "config")
-except ParamsError as error:
-    raise WorkflowError(str(error))
+    for study_file in workflow.overwrite_configfiles or ["params.yaml"]:
+        read_study_file(study_file)  # duplicate keys, which Snakemake's YAML reader keeps silently
+    PARAMS = resolve(config, " ".join(map(str, workflow.overwrite_configfiles)) or "params.yaml")
+except ParamsError as error:  # one clear message, no traceback, before any job (or any file) is written
+    print(f"diffscale: {error}", file=sys.stderr)
+    sys.exit(2)
+for warning in study_warnings(PARAMS):
+    logger.warning(f"diffscale: {warning}")
+
+# A run killed earlier left its lock behind: remove it if its process is gone (see diffscale.locks).
+for stale in locks.remove_stale_locks(Path(".")):
+    logger.warning(f"diffscale: removed the lock of a killed run ({stale.name}); resuming")
 
 PATHS = Paths.of(PARAMS)
-NODES = {node.stage: node for node in dag.nodes(PARAMS, PATHS)}
-BLOCK_IDS = [stage.split("@", 1)[1] for stage in NODES if stage.split("@")[0] in ("sample", "search")]
-GPUS = 0 if PARAMS["device"] == "cpu" else 1
-TOY_PROMPT_SETS = [n for n, p in PARAMS["prompt_sets"].items() if p["kind"].startswith("toy-")]
-EVAL_PROMPT_SETS = [n for n in PARAMS["prompt_sets"] if n not in TOY_PROMPT_SETS]
+NODES = {node.name: node for node in dag.nodes(PARAMS, PATHS)}
+PLANS = {name: dag.Plan.of(node, PARAMS) for name, node in NODES.items()}
+RULES = {}  # Snakemake rule -> its nodes by key (sampling families of every shape share the rule `sample`)
+for node in NODES.values():
+    RULES.setdefault(node.rule_name, {})[node.key] = node
+
+
+def plan_file(node):
+    """Plans are named by their hash: an edit that changes a node's plan gives it a new input file."""
+    return str(PATHS.snakemake_plan(node.family, node.key, PLANS[node.name].digest))
+
+
+# Each node's plan is an input of its job. Outputs that exist but were not made from the node's current plan
+# (by a run of another study, or by DVC, of which Snakemake keeps no record) get their plan's time set to
+# now, so that Snakemake reruns them as it reruns a job whose input changed (the cell cache makes it cheap).
+for node in NODES.values():
+    dag.write_snakemake_plan(PLANS[node.name], plan_file(node))
+    if dag.made_from_another_plan(node, PLANS[node.name], PATHS):
+        os.utime(plan_file(node))
+
+
+def node_inputs(rule):
+    def inputs(wildcards):
+        node = RULES[rule][wildcards.get("key", "")]
+        return {"plan": plan_file(node)} | {role: list(p) if isinstance(p, tuple) else p for role, p in node.deps.items()}
+
+    return inputs
+
+
+def node_verb(rule):
+    """The CLI verb and arguments of the node a job builds, quoted for the shell."""
+    return lambda wildcards: shlex.join(RULES[rule][wildcards.get("key", "")].args)
+
+
+def pattern(node, path):
+    """A member's path with its key as the `{key}` wildcard, so one rule serves the family."""
+    return path.replace(node.key, "{key}") if node.key else path
+
+
+def log_file(family, key=""):
+    return str(PATHS.root / "logs" / family / f"{key or family}.log")
+
+
+def gpu_resources(gpus):
+    """Resources of a job asking for `gpus` GPUs, as the cluster wants them asked for: DIFFSCALE_SLURM_GPU
+    (gpus, gpus:<model>, gres, gres:<model>) and DIFFSCALE_SLURM_GPU_PARTITION (workflow/profiles/slurm/README.md)."""
+    if not gpus:
+        return {"gpu": 0}
+    setting = os.environ.get("DIFFSCALE_SLURM_GPU", "").strip() or "gpus"
+    syntax, _, model = setting.partition(":")
+    if syntax not in ("gpus", "gres") or ":" in model:
+        print(f"diffscale: DIFFSCALE_SLURM_GPU={setting!r}: expected gpus, gpus:<model>, gres or gres:<model>",
+              file=sys.stderr)
+        sys.exit(2)
+    partition = os.environ.get("DIFFSCALE_SLURM_GPU_PARTITION", "").strip()
+    out = {"slurm_partition": partition} if partition else {}
+    if syntax == "gres":  # --gres=gpu[:model]:n; the plugin would also send --gpus=n if `gpu` stayed set
+        return out | {"gpu": 0, "gres": ":".join(["gpu", *filter(None, [model]), str(gpus)])}
+    return out | {"gpu": gpus} | ({"gpu_model": model} if model else {})
 
 
 @functools.cache
 def sample_minutes():
     """Slurm `runtime` of GPU sampling jobs from the real architectures' FLOPs, computed once and only when asked."""
-    return estimate.block_minutes(PARAMS) if GPUS else {}
-
-
-def study_file():
-    """The study as Snakemake resolved it (configfile plus --config), for the CLI; rewritten only on change."""
-    path = PATHS.root / "snakemake-params.yaml"
-    text = yaml.safe_dump(config, sort_keys=True)
-    if not path.exists() or path.read_text() != text:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return str(path)
-
-
-STUDY_FILE = study_file()
-
-
-def node_inputs(stage):
-    return lambda wildcards: list(NODES[stage.format(**wildcards)].deps)
-
-
-def node_params(stage):
-    return lambda wildcards: NODES[stage.format(**wildcards)].param_values(PARAMS)
-
-
-def model_stage(wildcards):
-    """Model nodes are named by source (`model@x`, `local-model@x`); find the one of this model."""
-    return next(s for s in NODES if s.split("@")[-1] == wildcards.model and "model@" in s)
-
-
-def sample_node(wildcards):
-    """Sampling nodes are `sample@block`, or `search@block` for a search block (it also needs its verifier)."""
-    return NODES.get(f"sample@{wildcards.block}") or NODES[f"search@{wildcards.block}"]
-
-
-def one_of(names):
-    """A wildcard constraint matching exactly these names (or nothing)."""
-    return "|".join(map(re.escape, names)) or "^$"
-
-
-def log_file(*parts):
-    return str(PATHS.root.joinpath("logs", *parts))
-
-
-wildcard_constraints:
-    block=one_of(BLOCK_IDS),
-    model="[a-z0-9][a-z0-9.-]*",
-    prompt_set="[a-z0-9][a-z0-9-]*",
+    return estimate.block_minutes(PARAMS)

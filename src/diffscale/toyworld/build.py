@@ -1,20 +1,34 @@
-"""The toy world's DAG nodes: each function builds one cached artifact from the study parameters."""
+"""The toy world's DAG nodes: each function builds one cached artifact from the study parameters.
+
+The networks' libraries are imported when a component that needs them is built: drawing the dataset, the
+reference set or a prompt set needs numpy and PIL only, and a job that needs no more starts in a second.
+"""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
-import torch
-from diffusers import AutoencoderKL
-from transformers import CLIPTextModel, CLIPTokenizer
 
 from diffscale import prompts as prompt_sets
 from diffscale.atomic import atomic_directory
 from diffscale.cells import Paths
-from diffscale.config import derive_seed, toy_training
-from diffscale.toyworld import autoencoder, clip, denoiser, judge, oracle, scenes, text
+from diffscale.config import toy_training
+from diffscale.lazy import lazy_import
+from diffscale.manifest import verified
+from diffscale.seeds import derive_seed
+from diffscale.toyworld import scenes
+from diffscale.toyworld.arrays import load_arrays, save_arrays
+
+torch = lazy_import("torch")
+diffusers = lazy_import("diffusers")
+transformers = lazy_import("transformers")
+autoencoder = lazy_import("diffscale.toyworld.autoencoder")
+clip = lazy_import("diffscale.toyworld.clip")
+denoiser = lazy_import("diffscale.toyworld.denoiser")
+judge = lazy_import("diffscale.toyworld.judge")
+oracle = lazy_import("diffscale.toyworld.oracle")
+text = lazy_import("diffscale.toyworld.text")
 
 
 def _seed(params: dict, *what) -> int:
@@ -22,14 +36,13 @@ def _seed(params: dict, *what) -> int:
 
 
 def load_dataset(paths: Paths) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    with np.load(paths.dataset) as data:
-        return data["images"], data["labels"], [str(c) for c in data["captions"]]
+    return load_arrays(paths.dataset)
 
 
 def build_dataset(params: dict, paths: Paths) -> None:
     settings = params["toyworld"]["dataset"]
     images, labels, captions = scenes.sample_dataset(settings["size"], _seed(params, "dataset"), settings["pair_probability"])
-    _save_npz(paths.dataset, images=images, labels=labels, captions=np.array(captions))
+    save_arrays(paths.dataset, images, labels, captions)
 
 
 def build_reference(params: dict, paths: Paths) -> None:
@@ -38,14 +51,7 @@ def build_reference(params: dict, paths: Paths) -> None:
     images, labels, captions = scenes.sample_dataset(
         params["toyworld"]["reference_size"], _seed(params, "reference"), settings["pair_probability"]
     )
-    _save_npz(paths.reference, images=images, labels=labels, captions=np.array(captions))
-
-
-def _save_npz(path: Path, **arrays) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.partial.npz")
-    np.savez_compressed(staging, **arrays)
-    staging.replace(path)
+    save_arrays(paths.reference, images, labels, captions)
 
 
 def build_prompt_set(params: dict, paths: Paths, name: str) -> None:
@@ -90,8 +96,8 @@ def _build_classifier(params: dict, paths: Paths, name: str, module) -> None:
     s = toy_training(params, name)
     images, labels, _ = load_dataset(paths)
     model = module.fit(images, labels, s["width"], s["steps"], s["batch_size"], s["lr"], _seed(params, name))
-    with np.load(paths.reference) as held_out:
-        report = oracle.accuracy(model, held_out["images"], held_out["labels"])
+    held_out_images, held_out_labels, _ = load_arrays(paths.reference)
+    report = oracle.accuracy(model, held_out_images, held_out_labels)
     with atomic_directory(paths.component(name)) as out:
         module.save(model, out, report)
 
@@ -121,9 +127,9 @@ def build_denoiser(params: dict, paths: Paths, model: str) -> None:
     s = toy_training(params, "denoiser", model)
     images, _, captions = load_dataset(paths)
     components = {
-        "vae": AutoencoderKL.from_pretrained(paths.component("autoencoder")),
-        "tokenizer": CLIPTokenizer.from_pretrained(paths.component("text_encoder") / "tokenizer"),
-        "text_encoder": CLIPTextModel.from_pretrained(paths.component("text_encoder") / "text_encoder"),
+        "vae": diffusers.AutoencoderKL.from_pretrained(verified(paths.component("autoencoder"))),
+        "tokenizer": transformers.CLIPTokenizer.from_pretrained(verified(paths.component("text_encoder")) / "tokenizer"),
+        "text_encoder": transformers.CLIPTextModel.from_pretrained(paths.component("text_encoder") / "text_encoder"),
     }
     unet, report = denoiser.fit(
         components, images, captions, params["models"][model]["width"], s["steps"], s["batch_size"], s["lr"],
