@@ -1,0 +1,151 @@
+"""Reliability: a run killed with SIGKILL (training, sampling or scoring) resumes with the same command, leaves
+no staging directory behind, and ends with outputs byte-identical to an uninterrupted run; corrupt
+artifacts are caught, named and (in the cache) recomputed; DVC and Snakemake on one tree at once leave
+it consistent."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.engine
+
+BIN = str(Path(sys.executable).parent)
+ENV = os.environ | {"PATH": BIN + os.pathsep + os.environ.get("PATH", "")}
+
+
+def snakemake(repo: Path, work: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "snakemake", "-s", str(repo / "workflow" / "Snakefile"), "-d", str(work),
+            "--configfile", str(work / "study.yaml"), "--cores", "2", *extra]
+
+
+def run(cmd: list[str], cwd: Path) -> str:
+    result = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True)
+    assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-4000:]}"
+    return result.stdout + result.stderr
+
+
+def kill_when(cmd: list[str], cwd: Path, ready, timeout: float = 600) -> None:
+    """Start `cmd` in its own process group and SIGKILL the whole group once `ready()` holds."""
+    process = subprocess.Popen(cmd, cwd=cwd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    deadline = time.monotonic() + timeout
+    try:
+        while not ready():
+            assert process.poll() is None, "the run finished before the moment to kill it"
+            assert time.monotonic() < deadline, "the moment to kill never came"
+            time.sleep(0.2)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def outputs(work: Path) -> dict[str, bytes]:
+    """Every result a study produces (images, records, ledgers' NFEs, scores, the tables), by relative path."""
+    root = work / "results" / "smoke"
+    files = {}
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(work).as_posix()
+        if path.is_file() and any(part in relative for part in ("/samples/", "/scores/", "/toyworld/", "/models/")):
+            if path.name in ("ledger.json", ".snakemake_timestamp", "diffscale-manifest.json", "training.json"):
+                continue  # wall-clock seconds and the manifests that cover them
+            files[relative] = path.read_bytes()
+    files["metrics.csv"] = (root / "metrics.csv").read_bytes()
+    return files
+
+
+def staging_left(work: Path) -> list[Path]:
+    return [p for p in (work / "results").rglob("*.partial-*")] + list((work / "results" / ".cache" / "staging").glob("*"))
+
+
+@pytest.fixture(scope="module")
+def reference(smoke_run):
+    return outputs(smoke_run)
+
+
+def running(work: Path, rule: str) -> bool:
+    """A job of this rule has started: its log exists."""
+    logs = work / "results" / "smoke" / "logs"
+    return any(logs.glob(f"{rule}/*.log")) if logs.exists() else False
+
+
+def test_a_killed_run_resumes_with_the_same_command_and_the_same_bytes(repo, tmp_path, reference):
+    shutil.copy(repo / "config" / "smoke.yaml", tmp_path / "study.yaml")
+    command = snakemake(repo, tmp_path)
+    # During training of the toy world (the autoencoder has started), then resume.
+    kill_when(command, tmp_path, lambda: running(tmp_path, "toy_autoencoder"))
+    assert (tmp_path / ".snakemake" / "locks").exists() and any((tmp_path / ".snakemake" / "locks").iterdir())
+    output = run(command, tmp_path)
+    assert "removed the lock of a killed run" in output
+    assert outputs(tmp_path) == reference
+    # During sampling and during scoring of forced reruns (their outputs are deleted first), then resume.
+    for rule in ("sample", "score"):
+        shutil.rmtree(tmp_path / "results" / "smoke" / "logs" / rule)
+        shutil.rmtree(tmp_path / "results" / ".cache")  # so that the forced jobs really compute
+        kill_when(command + ["--forcerun", rule], tmp_path, lambda: running(tmp_path, rule))
+        run(command, tmp_path)
+        assert outputs(tmp_path) == reference, f"after a kill during {rule}"
+        assert "Nothing to be done" in run(command, tmp_path)
+    assert staging_left(tmp_path) == []
+
+
+def test_corrupt_artifacts_are_named_and_cache_entries_recomputed(smoke_run, tmp_path, reference):
+    tmp_path = tmp_path / "work"
+    run(["cp", "-a", str(smoke_run), str(tmp_path)], smoke_run.parent)  # -a keeps the cache's hard links
+    diffscale = [os.path.join(BIN, "diffscale"), "--params", str(tmp_path / "study.yaml")]
+    assert "all intact" in run(diffscale + ["verify"], tmp_path)
+
+    # One bit of one cached image flips (the block's output is a hard link of it, so it flips too).
+    entry = next(e for e in map(json.loads, (tmp_path / "results/.cache/computed.jsonl").read_text().splitlines())
+                 if e["kind"] == "samples" and e["cell"].startswith("toy-w8__"))
+    png = tmp_path / "results/.cache/samples" / entry["key"][:2] / entry["key"] / "images" / "00003.png"
+    flipped = bytearray(png.read_bytes())
+    flipped[len(flipped) // 2] ^= 0x01
+    png.write_bytes(bytes(flipped))
+    result = subprocess.run(diffscale + ["verify"], cwd=tmp_path, env=ENV, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert f"{png.relative_to(tmp_path)}: sha256" in result.stdout and "but the manifest records" in result.stdout
+    # The block's next job finds the entry corrupt and computes that cell again; the tree is whole again.
+    block = "toy-w8__nosearch__toy-captions"
+    run(diffscale + ["sample", "--block", block], tmp_path)
+    log = (tmp_path / "results/.cache/computed.jsonl").read_text().splitlines()
+    assert json.loads(log[-1])["cell"] == entry["cell"]
+    assert "all intact" in run(diffscale + ["verify"], tmp_path)
+    assert outputs(tmp_path) == reference
+
+    # A truncated model: a job that reads it fails with one line naming the file and both hashes.
+    weights = next((tmp_path / "results/smoke/models/toy-w8/unet").glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    shutil.rmtree(tmp_path / "results" / ".cache")
+    sample = subprocess.run(diffscale + ["sample", "--block", block], cwd=tmp_path, env=ENV, capture_output=True, text=True)
+    assert sample.returncode == 4
+    last = sample.stderr.strip().splitlines()[-1]
+    assert last.startswith("diffscale: corrupt artifact:") and weights.name in last and "the manifest records" in last
+    assert "Traceback" not in sample.stderr
+
+
+def test_snakemake_and_dvc_at_once_leave_a_consistent_tree(repo, tmp_path, reference):
+    """Both engines on one tree at the same time: outputs are written atomically and the cache is shared, so
+    whatever the interleaving, a final run of either engine completes and the results are the same bytes."""
+    shutil.copy(repo / "config" / "smoke.yaml", tmp_path / "study.yaml")
+    shutil.copy(repo / "config" / "smoke.yaml", tmp_path / "params.yaml")
+    run(["git", "init", "-q"], tmp_path)
+    run([os.path.join(BIN, "dvc"), "init", "-q"], tmp_path)
+    run([os.path.join(BIN, "diffscale"), "dvc-yaml"], tmp_path)
+    both = [subprocess.Popen(cmd, cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for cmd in (snakemake(repo, tmp_path), [os.path.join(BIN, "dvc"), "repro"])]
+    for process in both:
+        process.wait(timeout=1800)  # either may fail (one deletes an output the other reads); neither corrupts
+    run(snakemake(repo, tmp_path), tmp_path)
+    run([os.path.join(BIN, "dvc"), "repro"], tmp_path)
+    assert outputs(tmp_path) == reference
+    assert "all intact" in run([os.path.join(BIN, "diffscale"), "--params", str(tmp_path / "study.yaml"), "verify"],
+                               tmp_path)
