@@ -50,7 +50,7 @@ def main() -> None:
     study_file.write_text(yaml.safe_dump(study))
     env = os.environ | {"PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"]}
     targets = ["results/smoke/models/toy-w16", "results/smoke/prompts/toy-captions.jsonl"]
-    subprocess.run([sys.executable, "-m", "snakemake", *targets, "-s", str(REPO / "Snakefile"), "-d", str(work),
+    subprocess.run([sys.executable, "-m", "snakemake", *targets, "-s", str(REPO / "workflow" / "Snakefile"), "-d", str(work),
                     "--cores", "2", "--configfile", str(study_file)], check=True, env=env, capture_output=True)
     from diffscale.cells import expand
     from diffscale.config import resolve

@@ -34,7 +34,7 @@ def build_world(work: Path, prompts: int) -> dict:
     (work / "study.yaml").write_text(yaml.safe_dump(study))
     env = os.environ | {"PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"]}
     targets = ["results/smoke/models/toy-w16", "results/smoke/prompts/toy-captions.jsonl", "results/smoke/toyworld/oracle"]
-    subprocess.run([sys.executable, "-m", "snakemake", *targets, "-s", str(REPO / "Snakefile"), "-d", str(work),
+    subprocess.run([sys.executable, "-m", "snakemake", *targets, "-s", str(REPO / "workflow" / "Snakefile"), "-d", str(work),
                     "--cores", "2", "--configfile", str(work / "study.yaml")], check=True, env=env, capture_output=True)
     return study
 
