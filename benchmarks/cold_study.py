@@ -18,7 +18,6 @@ import argparse
 import csv
 import os
 import re
-import resource
 import shutil
 import subprocess
 import sys
@@ -27,12 +26,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from runs import REPO, timed
-
-
-def children_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+from runs import REPO, children_cpu_seconds, timed
 
 
 def machine() -> str:

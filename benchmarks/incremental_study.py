@@ -6,7 +6,8 @@ Method, in a temporary copy of the study (Snakemake, 2 cores):
                (Snakemake's and DVC's fixed cost of finding that nothing changed);
   incremental  guidance 4.0 added to the `ddim` grid (25 new cells), the same command;
   same cells   those 25 cells computed from scratch: their cache entries deleted, their blocks forced
-               (`--forcerun` of the 5 sample and 5 score jobs), with the toy world and models in place.
+               (`--forcerun` of their blocks' sample and score jobs, which find every other cell of
+               the block in the cache), with the toy world and models in place.
 Reported: the wall seconds of each, the cells each computed (from the cell cache's log), and the ratio
 incremental / same cells, which is 1 when an edit costs only its new cells (before the cell cache a block
 job recomputed all 100 cells of its 5 guidance-by-steps points: a ratio near 4).
@@ -24,7 +25,9 @@ from pathlib import Path
 
 import yaml
 
-from runs import BIN, REPO, timed
+from diffscale.cells import Paths, expand
+from diffscale.config import load
+from runs import BIN, REPO, children_cpu_seconds, timed
 
 
 def computed(work: Path) -> list[dict]:
@@ -54,7 +57,9 @@ def main() -> None:
         print(f"{name:<22} {seconds:8.1f} s  sampled {rows[-1][2]:4d}  scored {rows[-1][3]:4d}", flush=True)
         return seconds
 
+    cpu_before = children_cpu_seconds()
     step("cold", snakemake)
+    cold_cpu = children_cpu_seconds() - cpu_before
     step("no-op (snakemake)", snakemake)
     if not args.skip_dvc:
         timed(["git", "init", "-q"], work)
@@ -69,19 +74,21 @@ def main() -> None:
     study.write_text(yaml.safe_dump(edited, sort_keys=False))
     incremental = step("incremental", snakemake)
 
-    new = [e for e in computed(work) if f"__cfg{args.guidance:g}__" in e["cell"]]
-    for entry in new:  # forget the new cells, then compute exactly them again from the trained models
-        shutil.rmtree(work / "results" / ".cache" / entry["kind"] / entry["key"][:2] / entry["key"], ignore_errors=True)
-    blocks = sorted({e["cell"].split("__steps")[0] for e in new})
-    forced = [f"results/{edited['study']}/{kind}/{b}__nosearch__{cell_prompt_set(new)}" for b in blocks
-              for kind in ("samples", "scores")]
+    # Forget the new cells, then compute exactly them again (their blocks forced) from the trained models.
+    params = load(study)
+    paths = Paths.of(params)
+    cells = [c for c in expand(params) if c.guidance == args.guidance and c.sampler in grid["samplers"]
+             and c.model in grid["models"] and c.search == "none"]
+    fresh = {c.id for c in cells}
+    for entry in computed(work):
+        if entry["cell"] in fresh:
+            shutil.rmtree(work / "results" / ".cache" / entry["kind"] / entry["key"][:2] / entry["key"], ignore_errors=True)
+    blocks = {paths.block_of(c) for c in cells}
+    forced = [str(folder(b)) for b in blocks for folder in (paths.block_samples, paths.block_scores)]
     same = step("same cells from scratch", snakemake + ["--forcerun", *forced])
 
-    print(f"\nincremental / same cells from scratch: {incremental / same:.2f}  (work dir: {work})")
-
-
-def cell_prompt_set(entries: list[dict]) -> str:
-    return entries[0]["cell"].rsplit("__", 1)[1]
+    print(f"\ncold run: {cold_cpu:.0f} CPU-s (Snakemake and every job, user + sys)")
+    print(f"incremental / same cells from scratch: {incremental / same:.2f}  (work dir: {work})")
 
 
 if __name__ == "__main__":

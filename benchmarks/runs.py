@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -20,3 +21,9 @@ def timed(cmd: list[str], cwd: Path) -> float:
     if result.returncode:
         sys.exit(f"{' '.join(map(str, cmd))} failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}")
     return time.perf_counter() - started
+
+
+def children_cpu_seconds() -> float:
+    """User + system CPU-seconds of every finished child process (and theirs) so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 from diffscale.cells import Cell, Paths, expand
 from diffscale.config import load
+from diffscale.dag import missing_inputs, nodes
 
 
 def test_cell_id_round_trips_including_odd_characters():
@@ -59,3 +63,20 @@ def test_blocks_group_cells_that_share_model_prompts_and_search(repo):
         "toy-w16__fk-steering__toy-captions", "toy-w16__nosearch__toy-captions", "toy-w16__nosearch__toy-pairs",
         "toy-w16__paths__toy-captions", "toy-w16__random__toy-captions", "toy-w16__zero-order__toy-captions",
         "toy-w8__nosearch__toy-captions"]
+
+
+def test_a_node_whose_input_was_deleted_is_found(repo, tmp_path, monkeypatch):
+    """A killed forced run deletes a block's samples and leaves its scores: the score node must be found, so
+    that Snakemake (which never remakes a missing intermediate file) runs both again."""
+    params = load(repo / "config" / "smoke.yaml")
+    study = nodes(params, Paths.of(params))
+    monkeypatch.chdir(tmp_path)
+    for node in study:
+        for out in node.outs.values():
+            Path(out).mkdir(parents=True, exist_ok=True)
+    assert missing_inputs(study) == []
+    sample = next(n for n in study if n.rule_name == "sample")
+    shutil.rmtree(sample.outs["samples"])
+    found = missing_inputs(study)
+    assert found and all(sample.outs["samples"] in n.dep_paths() for n in found)
+    assert "score" in {n.rule_name for n in found}

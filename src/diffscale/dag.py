@@ -266,6 +266,16 @@ def write_snakemake_plan(plan: Plan, path: str | Path) -> None:
         write_text(path, plan.to_json())
 
 
+def missing_inputs(nodes: list[Node]) -> list[Node]:
+    """Nodes whose outputs exist although an input that another node makes is missing: a killed forced run
+    deleted it. Snakemake takes such a node as up to date and never remakes the missing file, so the caller
+    marks the node's plan as new to have both run again."""
+    made = {path for node in nodes for path in node.outs.values()}
+    return [node for node in nodes
+            if all(Path(out).exists() for out in node.outs.values())
+            and any(path in made and not Path(path).exists() for path in node.dep_paths())]
+
+
 def made_from_another_plan(node: Node, plan: Plan, paths: Paths) -> bool:
     """The node's outputs exist, but its job (of either engine) did not record making them from `plan`."""
     if not all(Path(out).exists() for out in node.outs.values()):

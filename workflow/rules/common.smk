@@ -41,19 +41,40 @@ def plan_file(node):
     return str(PATHS.snakemake_plan(node.family, node.key, PLANS[node.name].digest))
 
 
-# Each node's plan is an input of its job. Outputs that exist but were not made from the node's current plan
-# (by a run of another study, or by DVC, of which Snakemake keeps no record) get their plan's time set to
-# now, so that Snakemake reruns them as it reruns a job whose input changed (the cell cache makes it cheap).
+# Each node's plan is an input of its job, so an edit that changes a node's plan reruns it. Two kinds of
+# outputs exist and yet are not current, and Snakemake would take them as up to date (touching the plan
+# does not help: Snakemake ignores a newer input whose checksum it has recorded): outputs made from
+# another plan (by a run of another study, or by DVC, of which Snakemake keeps no record), and outputs
+# whose input a killed forced run deleted (Snakemake never remakes a missing intermediate file). The main
+# process gives such a node a new *remake marker*, a small file written by the job `remake`, as a new input
+# of its job, which reruns it once (a dry run lists both jobs and writes nothing; the cell cache makes the
+# rerun cheap). A node's markers stay its inputs, so once rerun it is up to date again.
 for node in NODES.values():
     dag.write_snakemake_plan(PLANS[node.name], plan_file(node))
-    if dag.made_from_another_plan(node, PLANS[node.name], PATHS):
-        os.utime(plan_file(node))
+
+
+def remake_markers(node):
+    return sorted(map(str, Path(plan_file(node)).parent.glob("remake-*")))
+
+
+REMAKE = {}  # node name -> its new remake marker
+REMAKE_WHY = {}  # marker -> why its node is rerun
+if workflow.is_main_process:
+    stale = {node.name: "it was made from other parameters" for node in NODES.values()
+             if dag.made_from_another_plan(node, PLANS[node.name], PATHS)}
+    stale |= {node.name: "an input of it is missing" for node in dag.missing_inputs(list(NODES.values()))}
+    for name, why in sorted(stale.items()):
+        marker = Path(plan_file(NODES[name])).parent / f"remake-{len(remake_markers(NODES[name])) + 1}"
+        REMAKE[name], REMAKE_WHY[str(marker)] = str(marker), why
+        logger.info(f"diffscale: remaking {name}: {why}")
 
 
 def node_inputs(rule):
     def inputs(wildcards):
         node = RULES[rule][wildcards.get("key", "")]
-        return {"plan": plan_file(node)} | {role: list(p) if isinstance(p, tuple) else p for role, p in node.deps.items()}
+        markers = remake_markers(node) + ([REMAKE[node.name]] if node.name in REMAKE else [])
+        return ({"plan": plan_file(node), "remade": markers}
+                | {role: list(p) if isinstance(p, tuple) else p for role, p in node.deps.items()})
 
     return inputs
 

@@ -43,3 +43,20 @@ for rule_name, members in RULES.items():
             "../envs/diffscale.yaml"
         shell:
             "diffscale --plan {input.plan:q} {params.verb} 2> {log:q}"
+
+
+# A stale node's remake marker (see common.smk): once written, a new input that reruns the node's job.
+rule remake:
+    output:
+        str(PATHS.root / "plans" / "snakemake" / "{family}" / "{member}" / "remake-{n}"),
+    params:
+        why=lambda wildcards, output: REMAKE_WHY.get(output[0], "stale"),
+    wildcard_constraints:
+        n=r"\d+",
+    localrule: True
+    log:
+        str(PATHS.root / "logs" / "remake" / "{family}" / "{member}-{n}.log"),
+    conda:
+        "../envs/diffscale.yaml"
+    shell:
+        "echo {params.why:q} > {output:q} 2> {log:q}"

@@ -18,6 +18,7 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
 
 from diffscale.metrics.bootstrap import bootstrap_ci
+from diffscale.toyworld import oracle
 
 TOY_EXTRACTOR = "diffscale-toy-oracle"
 INCEPTION_EXTRACTOR = "inception-v3-compat"  # torch-fidelity's port of the TF FID Inception
@@ -29,8 +30,6 @@ class ToyOracleFeatures(FeatureExtractorBase):
 
     def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
         super().__init__(name, features_list)
-        from diffscale.toyworld import oracle
-
         if feature_extractor_weights_path is None:
             raise ValueError(f"{TOY_EXTRACTOR} needs feature_extractor_weights_path: the trained oracle folder")
         self.classifier = oracle.load(feature_extractor_weights_path)
