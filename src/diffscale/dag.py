@@ -17,6 +17,7 @@ import copy
 import hashlib
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from diffscale import verifiers as verifier_registry
@@ -251,7 +252,7 @@ class Plan:
         return json.dumps({"node": self.node, "args": list(self.args), "study": self.study, "cells": list(self.cells),
                            "code": self.code, "inputs": list(self.inputs)}, indent=1, sort_keys=True) + "\n"
 
-    @property
+    @cached_property
     def digest(self) -> str:
         return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
 
