@@ -3,30 +3,49 @@
 The sampling loop, search and verifiers never look inside a pipeline; they ask its family. One entry per
 family, like a scheduler per file in diffusers:
 
-- `encode(pipeline, prompts, device) -> (cond, uncond)`: the denoiser's keyword arguments (see
+- `encode(pipeline, prompts, device) -> (cond, uncond)`: the denoiser's batch-first inputs (see
   `diffscale.sampling.loop.Conditioning`) for each prompt record, and for the null prompt (CFG);
-- `latent_shape(pipeline)`: (channels, height, width) of one latent at the native resolution;
+- `latent_shape(pipeline)`: the shape of one latent as the scheduler sees it, at the native resolution
+  ((channels, height, width), or FLUX's packed (tokens, channels));
 - `decode(pipeline, latents)`: images as float (B, 3, H, W) in [0, 1];
-- `backbone(pipeline)`: the module whose evaluations are NFEs (UNet or transformer).
+- `backbone(pipeline)`: the module whose evaluations are NFEs (UNet or transformer);
+- `call(backbone, latents, timesteps, cond)`: one evaluation as the pipeline makes it, in the scheduler's
+  parameterisation (epsilon, v or flow velocity), learned variance dropped;
+- `schedule_options(pipeline, latent_shape, steps=None)`: extra `scheduler.set_timesteps` arguments;
+- `embedded_guidance(pipeline)`: the guidance scale is an input of the model (guidance-distilled FLUX.1-dev),
+  not a CFG pair; `guidance_inputs` turns a guidance scale into the loop's inputs accordingly.
 
 Families: `sd` (SD 1.x UNets: SD1.5, BK-SDM, Segmind small-sd / tiny-sd), `sdxl` (SDXL, SSD-1B, Vega: the
-same pipeline with smaller UNets) and `dit` (class-conditional DiT on ImageNet classes).
+same pipeline with smaller UNets), `dit` (class-conditional DiT on ImageNet classes), `flux` (FLUX.1
+dev / schnell), `sd3` (SD3 and SD3.5 Large / Medium) and `pixart` (PixArt-Sigma).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
+from diffusers.pipelines.flux.pipeline_flux import FluxPipeline, calculate_shift
+from torch.utils._pytree import tree_leaves
 
-from diffscale.sampling.loop import Conditioning
+from diffscale.sampling.loop import Conditioning, drop_learned_variance, evaluate
+
+
+def _images(decoded: torch.Tensor) -> torch.Tensor:
+    return (decoded.float() / 2 + 0.5).clamp(0, 1)
 
 
 def _vae_decode(pipeline, latents: torch.Tensor) -> torch.Tensor:
     vae = pipeline.vae
-    decoded = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor).sample
-    return (decoded.float() / 2 + 0.5).clamp(0, 1)
+    return _images(vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor).sample)
+
+
+def _shifted_vae_decode(pipeline, latents: torch.Tensor) -> torch.Tensor:
+    """SD3's and FLUX's 16-channel VAE latents are shifted as well as scaled (`shift_factor`)."""
+    vae = pipeline.vae
+    return _images(vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor + vae.config.shift_factor).sample)
 
 
 def _unet_latent_shape(pipeline) -> tuple[int, int, int]:
@@ -118,19 +137,161 @@ def _dit_encode(pipeline, prompts: list[dict], device) -> tuple[Conditioning, Co
     return {"class_labels": labels}, {"class_labels": null}
 
 
-def _dit_latent_shape(pipeline) -> tuple[int, int, int]:
+def _transformer_latent_shape(pipeline) -> tuple[int, int, int]:
+    """DiT, SD3 and PixArt pipelines default to the transformer's `sample_size` latent pixels."""
     size = pipeline.transformer.config.sample_size
     return pipeline.transformer.config.in_channels, size, size
+
+
+def _dynamic_shift(pipeline, image_tokens: int, max_shift: float) -> dict:
+    """`{"mu": ...}` for a flow-matching scheduler with resolution-dependent shifting, computed from the
+    number of image tokens as FluxPipeline and StableDiffusion3Pipeline do (their `max_shift` defaults differ:
+    1.15 and 1.16); `{}` when the scheduler shifts statically."""
+    config = pipeline.scheduler.config
+    if not config.get("use_dynamic_shifting"):
+        return {}
+    return {"mu": calculate_shift(image_tokens, config.get("base_image_seq_len", 256), config.get("max_image_seq_len", 4096),
+                                  config.get("base_shift", 0.5), config.get("max_shift", max_shift))}
+
+
+# --- FLUX.1 (dev, schnell) ----------------------------------------------------------------------------
+
+def _flux_text_tokens(pipeline) -> int:
+    """T5 tokens: 512 for the guidance-distilled model (FluxPipeline's default), 256 for schnell (Black
+    Forest Labs' reference `load_t5(max_length=256 if name == "flux-schnell" else 512)`, and the
+    `max_sequence_length=256` of diffusers' schnell example)."""
+    return 512 if pipeline.transformer.config.guidance_embeds else 256
+
+
+def _flux_encode(pipeline, prompts: list[dict], device) -> tuple[Conditioning, Conditioning]:
+    """T5 states and CLIP's pooled embedding, from `FluxPipeline.encode_prompt`.
+
+    FLUX has no CFG pair: FluxPipeline guides by an input of the distilled model (`guidance_inputs`), and its
+    `true_cfg_scale` with a negative prompt is out of scope here. So there is no null prompt: the
+    unconditional branch is the conditioning itself, which the loop never evaluates (guidance 1).
+    The text ids (all zeros, one row per text token) are rebuilt by `_flux_call`, not carried here, as
+    they are not batch-first.
+    """
+    embeds, pooled, _ = pipeline.encode_prompt([p["prompt"] for p in prompts], device=device, num_images_per_prompt=1,
+                                               max_sequence_length=_flux_text_tokens(pipeline))
+    cond = {"encoder_hidden_states": embeds, "pooled_projections": pooled}
+    return cond, cond
+
+
+def _flux_latent_shape(pipeline) -> tuple[int, int]:
+    """Packed latents: (image tokens, 4 x latent channels), one token per 2x2 patch of the latent image.
+
+    The loop draws its unit Gaussian noise in this packed shape and the scheduler steps on it, as in
+    FluxPipeline (whose noise is drawn unpacked and then packed: the same distribution, other bytes).
+    The size is FluxPipeline's default, `default_sample_size` (128) latent pixels: 1024 px, 4096 tokens.
+    """
+    pixels = pipeline.default_sample_size * pipeline.vae_scale_factor
+    side = 2 * (pixels // (pipeline.vae_scale_factor * 2))  # as FluxPipeline.prepare_latents
+    return (side // 2) ** 2, pipeline.transformer.config.in_channels
+
+
+def _flux_side(latents: torch.Tensor) -> int:
+    """Patches per side of a square packed latent (the family samples at the square native size)."""
+    side = math.isqrt(latents.shape[1])
+    if side * side != latents.shape[1]:
+        raise ValueError(f"FLUX latents of {latents.shape[1]} tokens are not a square grid of 2x2 patches")
+    return side
+
+
+def _flux_call(backbone, latents: torch.Tensor, timesteps: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+    """FluxPipeline's transformer call: keywords, the timestep / 1000, and the position ids of the image
+    patches (row, column) and text tokens (zeros), rebuilt from the shapes as the pipeline builds them."""
+    side = _flux_side(latents)
+    img_ids = FluxPipeline._prepare_latent_image_ids(latents.shape[0], side, side, latents.device, latents.dtype)
+    txt_ids = torch.zeros(cond["encoder_hidden_states"].shape[1], 3, device=latents.device, dtype=latents.dtype)
+    return backbone(hidden_states=latents, timestep=timesteps.to(latents.dtype) / 1000, img_ids=img_ids, txt_ids=txt_ids,
+                    **cond).sample
+
+
+def _flux_decode(pipeline, latents: torch.Tensor) -> torch.Tensor:
+    pixels = 2 * _flux_side(latents) * pipeline.vae_scale_factor
+    return _shifted_vae_decode(pipeline, pipeline._unpack_latents(latents, pixels, pixels, pipeline.vae_scale_factor))
+
+
+def _flux_schedule(pipeline, latent_shape: tuple[int, ...], steps: int | None = None) -> dict:
+    """FluxPipeline's `set_timesteps` arguments: `mu` from the image tokens (dynamic shifting), and, when
+    `steps` is given, its own sigmas `linspace(1, 1/steps, steps)` (the scheduler's default would end at
+    sigma 1/1000, not 1/steps; the pipeline drops them for a scheduler with `use_flow_sigmas`)."""
+    options = _dynamic_shift(pipeline, latent_shape[0], max_shift=1.15)
+    if steps is not None and not pipeline.scheduler.config.get("use_flow_sigmas"):
+        options["sigmas"] = torch.linspace(1.0, 1 / steps, steps, dtype=torch.float64).tolist()
+    return options
+
+
+# --- SD3 and SD3.5 (MMDiT, MMDiT-X) -------------------------------------------------------------------
+
+def _sd3_encode(pipeline, prompts: list[dict], device) -> tuple[Conditioning, Conditioning]:
+    """`StableDiffusion3Pipeline.encode_prompt` with its defaults: CLIP-L and CLIP-G penultimate states side by
+    side, zero-padded to T5's width and followed by 256 T5 tokens (77 + 256 = 333 text tokens); the pooled
+    embedding is both CLIPs' projections; the null prompt is "" (real CFG)."""
+    embeds, null_embeds, pooled, null_pooled = pipeline.encode_prompt(
+        [p["prompt"] for p in prompts], prompt_2=None, prompt_3=None, device=device, num_images_per_prompt=1,
+        do_classifier_free_guidance=True, max_sequence_length=256,
+    )
+    return ({"encoder_hidden_states": embeds, "pooled_projections": pooled},
+            {"encoder_hidden_states": null_embeds, "pooled_projections": null_pooled})
+
+
+def _sd3_call(backbone, latents: torch.Tensor, timesteps: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+    """As StableDiffusion3Pipeline: by keyword, with the scheduler's timestep (sigma x 1000) as it is."""
+    return backbone(hidden_states=latents, timestep=timesteps, **cond).sample
+
+
+def _sd3_schedule(pipeline, latent_shape: tuple[int, ...], steps: int | None = None) -> dict:
+    patch = pipeline.transformer.config.patch_size
+    return _dynamic_shift(pipeline, (latent_shape[1] // patch) * (latent_shape[2] // patch), max_shift=1.16)
+
+
+# --- PixArt-Sigma -------------------------------------------------------------------------------------
+
+def _pixart_encode(pipeline, prompts: list[dict], device) -> tuple[Conditioning, Conditioning]:
+    """T5 states of 300 tokens with their attention mask, and the same for the null prompt "", from
+    `PixArtSigmaPipeline.encode_prompt`.
+
+    The pipeline's `clean_caption=True` needs beautifulsoup4 and ftfy and falls back to lower-casing and
+    stripping without them; we always lower-case and strip (`clean_caption=False`), so the conditioning
+    does not depend on which optional packages are installed.
+    """
+    embeds, mask, null_embeds, null_mask = pipeline.encode_prompt(
+        [p["prompt"] for p in prompts], do_classifier_free_guidance=True, negative_prompt="", num_images_per_prompt=1,
+        device=device, clean_caption=False, max_sequence_length=300,
+    )
+    return ({"encoder_hidden_states": embeds, "encoder_attention_mask": mask},
+            {"encoder_hidden_states": null_embeds, "encoder_attention_mask": null_mask})
+
+
+def _pixart_call(backbone, latents: torch.Tensor, timesteps: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+    """As PixArtSigmaPipeline: by keyword, no micro-conditions (resolution and aspect ratio None), the
+    learned sigma dropped."""
+    out = backbone(latents, timestep=timesteps, added_cond_kwargs={"resolution": None, "aspect_ratio": None}, **cond).sample
+    return drop_learned_variance(out, latents)
+
+
+def _no_schedule_options(pipeline, latent_shape: tuple[int, ...], steps: int | None = None) -> dict:
+    return {}
+
+
+def _no_embedded_guidance(pipeline) -> bool:
+    return False
 
 
 @dataclass(frozen=True)
 class Family:
     name: str
     encode: Callable[..., tuple[Conditioning, Conditioning]]
-    latent_shape: Callable[..., tuple[int, int, int]]
+    latent_shape: Callable[..., tuple[int, ...]]
     decode: Callable[..., torch.Tensor]
     backbone: Callable[..., torch.nn.Module]
     pipelines: tuple[str, ...]  # diffusers pipeline class names of this family
+    call: Callable[..., torch.Tensor] = evaluate
+    schedule_options: Callable[..., dict] = _no_schedule_options
+    embedded_guidance: Callable[..., bool] = _no_embedded_guidance
+    classifier_free: bool = True  # encode gives a real null prompt, so guidance != 1 can run as a CFG pair
 
 
 FAMILIES: dict[str, Family] = {
@@ -138,9 +299,37 @@ FAMILIES: dict[str, Family] = {
                  ("StableDiffusionPipeline",)),
     "sdxl": Family("sdxl", _sdxl_encode, _unet_latent_shape, _sdxl_decode, lambda p: p.unet,
                    ("StableDiffusionXLPipeline",)),
-    "dit": Family("dit", _dit_encode, _dit_latent_shape, _vae_decode, lambda p: p.transformer,
+    "dit": Family("dit", _dit_encode, _transformer_latent_shape, _vae_decode, lambda p: p.transformer,
                   ("DiTPipeline",)),
+    "flux": Family("flux", _flux_encode, _flux_latent_shape, _flux_decode, lambda p: p.transformer, ("FluxPipeline",),
+                   call=_flux_call, schedule_options=_flux_schedule,
+                   embedded_guidance=lambda p: bool(p.transformer.config.guidance_embeds), classifier_free=False),
+    "sd3": Family("sd3", _sd3_encode, _transformer_latent_shape, _shifted_vae_decode, lambda p: p.transformer,
+                  ("StableDiffusion3Pipeline",), call=_sd3_call, schedule_options=_sd3_schedule),
+    "pixart": Family("pixart", _pixart_encode, _transformer_latent_shape, _vae_decode, lambda p: p.transformer,
+                     ("PixArtSigmaPipeline",), call=_pixart_call),
 }
+
+
+def guidance_inputs(family: Family, pipeline, cond: Conditioning, uncond: Conditioning,
+                    guidance: float) -> tuple[Conditioning, Conditioning, float]:
+    """(cond, uncond, the loop's guidance) for a guidance scale.
+
+    A guidance-distilled model (FLUX.1-dev) takes the scale as an input, one value per row (float32, as
+    FluxPipeline passes it), and the loop runs at guidance 1: one evaluation per step, no CFG pair.
+    Otherwise the inputs are returned unchanged and the loop runs classifier-free guidance at `guidance`,
+    which a family without a null prompt (FLUX.1-schnell) cannot do.
+    """
+    if family.embedded_guidance(pipeline):
+        def with_scale(c: Conditioning) -> Conditioning:
+            rows = tree_leaves(c)[0]
+            return {**c, "guidance": torch.full((rows.shape[0],), float(guidance), dtype=torch.float32, device=rows.device)}
+
+        return with_scale(cond), with_scale(uncond), 1.0
+    if not family.classifier_free and guidance != 1.0:
+        raise ValueError(f"{type(pipeline).__name__} ({family.name} family) without guidance embeddings has no "
+                         f"classifier-free guidance here: guidance must be 1.0, got {guidance}")
+    return cond, uncond, guidance
 
 
 def family_of(pipeline) -> Family:

@@ -57,12 +57,14 @@ def _place(cond: dict, device, dtype) -> dict:
 
 
 def backbone_gflops_per_nfe(backbone: torch.nn.Module, latent_shape: tuple[int, ...], cond_single: dict,
-                            meta: bool = False) -> float:
-    """GFLOPs of one single-sample pass `backbone(sample, t, **cond_single)` (one NFE).
+                            meta: bool = False, call=None) -> float:
+    """GFLOPs of one single-sample pass (one NFE), made by `call(backbone, sample, t, cond_single)`.
 
-    `cond_single` is the family's conditioning for one sample (batch 1), e.g. `take(cond, torch.tensor([0]))`
-    of what `Family.encode` returned, or `example_conditioning(backbone)`. With `meta=True` the pass runs on
-    a weightless meta twin (same count, no compute, no device memory).
+    `call` is the pipeline family's `Family.call` (default `backbone(sample, t, **cond_single)`), so the pass
+    counted is the one the sampling loop makes. `cond_single` is the family's conditioning for one sample
+    (batch 1), e.g. `take(cond, torch.tensor([0]))` of what `Family.encode` returned, or
+    `example_conditioning(backbone)`. With `meta=True` the pass runs on a weightless meta twin (same
+    count, no compute, no device memory).
 
     Mei et al. count the UNet alone at the model's latent size, without text encoder, VAE or the CFG
     factor; the ledger applies NFE counts on top of this number.
@@ -72,18 +74,30 @@ def backbone_gflops_per_nfe(backbone: torch.nn.Module, latent_shape: tuple[int, 
     sample = torch.zeros((1, *latent_shape), dtype=parameter.dtype, device=parameter.device)
     timestep = torch.tensor([500], device=parameter.device)
     cond = _place(cond_single, parameter.device, parameter.dtype)
-    return count_flops(lambda: model(sample, timestep, **cond)) / 1e9
+    call = call or (lambda module, x, t, c: module(x, t, **c))
+    return count_flops(lambda: call(model, sample, timestep, cond)) / 1e9
 
 
 def example_conditioning(backbone: torch.nn.Module, text_tokens: int = 77) -> dict:
-    """A zero conditioning of batch 1 in the shape the backbone takes (CLIP's 77 tokens for text).
+    """A zero conditioning of batch 1 in the shape the backbone takes (`text_tokens` text tokens).
 
     UNet2DConditionModel: encoder states (+ SDXL's pooled text embedding and 6 time ids when its
-    `addition_embed_type` is "text_time"); a class-conditional transformer (DiT): class 0.
+    `addition_embed_type` is "text_time"); a class-conditional transformer (DiT): class 0; MMDiT (SD3, FLUX):
+    joint text states and the pooled embedding (+ the guidance scale of a guidance-distilled FLUX); PixArt:
+    T5 states and their attention mask.
     """
     config = backbone.config
     if getattr(config, "num_embeds_ada_norm", None) is not None and not getattr(config, "cross_attention_dim", None):
         return {"class_labels": torch.zeros(1, dtype=torch.long)}
+    if getattr(config, "joint_attention_dim", None):
+        cond = {"encoder_hidden_states": torch.zeros(1, text_tokens, config.joint_attention_dim),
+                "pooled_projections": torch.zeros(1, config.pooled_projection_dim)}
+        if getattr(config, "guidance_embeds", False):
+            cond["guidance"] = torch.ones(1)
+        return cond
+    if getattr(config, "caption_channels", None):
+        return {"encoder_hidden_states": torch.zeros(1, text_tokens, config.caption_channels),
+                "encoder_attention_mask": torch.ones(1, text_tokens, dtype=torch.long)}
     cond = {"encoder_hidden_states": torch.zeros(1, text_tokens, config.cross_attention_dim)}
     if getattr(config, "addition_embed_type", None) == "text_time":
         time_ids = 6  # original size, crop corner, target size

@@ -49,11 +49,30 @@ def initial_noise(seeds: list[int], shape: tuple[int, ...], device) -> tuple[tor
     return gaussian(generators, shape).to(device), generators
 
 
-class CountingDenoiser:
-    """Wraps a diffusion backbone (UNet or DiT); `nfe` counts per-sample evaluations (a CFG pair counts 2)."""
+def drop_learned_variance(out: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+    """Models that also learn the variance (DiT, PixArt) return [prediction, variance] stacked on channels;
+    the scheduler supplies its own variance, so only the prediction is kept, as their pipelines do."""
+    return out[:, : latents.shape[1]] if out.shape[1] == 2 * latents.shape[1] else out
 
-    def __init__(self, model: torch.nn.Module):
+
+def evaluate(backbone: torch.nn.Module, latents: torch.Tensor, timesteps: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+    """The default backbone call (UNets, DiT): `backbone(latents, t, **cond).sample`, learned variance dropped.
+
+    A pipeline family whose backbone takes other arguments (FLUX, SD3, PixArt) has its own `Family.call`.
+    """
+    return drop_learned_variance(backbone(latents, timesteps, **cond).sample, latents)
+
+
+class CountingDenoiser:
+    """Wraps a diffusion backbone; `nfe` counts per-sample evaluations (a CFG pair counts 2).
+
+    `call(backbone, latents, timesteps, cond)` evaluates the backbone the way its pipeline family does
+    (default `evaluate`); `timesteps` arrive expanded to the batch.
+    """
+
+    def __init__(self, model: torch.nn.Module, call: Callable[..., torch.Tensor] | None = None):
         self.model = model
+        self.call = call or evaluate
         self.nfe = 0
         self.calls = 0
 
@@ -61,9 +80,7 @@ class CountingDenoiser:
         self.nfe += latents.shape[0]
         self.calls += 1
         timestep = torch.as_tensor(t, device=latents.device).expand(latents.shape[0])
-        out = self.model(latents, timestep, **cond).sample
-        # Models that also learn the variance (DiT) return [epsilon, variance] stacked on channels.
-        return out[:, : latents.shape[1]] if out.shape[1] == 2 * latents.shape[1] else out
+        return self.call(self.model, latents, timestep, cond)
 
 
 @dataclass
