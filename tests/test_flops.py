@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from diffscale.models.flops import backbone_gflops_per_nfe
@@ -42,3 +43,27 @@ def test_the_recorded_architecture_costs_are_what_the_meta_device_counts():
     from diffscale.models.architectures import counted, measure_architectures
 
     assert measure_architectures() == counted(), "architectures.json is stale: python -m diffscale.models.architectures --write"
+
+
+def test_the_text_to_image_transformers_cost_what_their_blocks_compute_by_hand():
+    """Each transformer block computes 12 d^2 multiply-accumulates per token (attention projections 4 d^2, MLP
+    8 d^2: FLUX's single-stream blocks fuse the same 12 d^2) and attention products 2 L^2 d over its L tokens;
+    PixArt's blocks attend to 4096 image tokens and cross-attend to 300 text tokens. Embeddings and
+    the output layer are left out, so the counts agree to 0.1%."""
+    from diffscale.models.architectures import counted
+
+    gflops = {r["model"]: r["gflops_per_nfe"] for r in counted()}
+
+    def mmdit(blocks, width, tokens):
+        return blocks * (24 * width**2 * tokens + 4 * tokens**2 * width) / 1e9
+
+    image, d = 4096, 1152
+    pixart = 28 * (2 * image * 14 * d**2 + 4 * image**2 * d + 2 * 300 * 2 * d**2 + 4 * image * 300 * d) / 1e9
+    by_hand = {
+        "FLUX.1-dev": mmdit(19 + 38, 3072, image + 512), "FLUX.1-schnell": mmdit(19 + 38, 3072, image + 256),
+        "SD3 Medium": mmdit(24, 1536, image + 333), "SD3.5 Large": mmdit(38, 2432, image + 333),
+        "SD3.5 Medium": mmdit(24, 1536, image + 333) + 13 * (8 * image * 1536**2 + 4 * image**2 * 1536) / 1e9,
+        "PixArt-Sigma-XL/2-1024": pixart,
+    }
+    for model, expected in by_hand.items():
+        assert gflops[model] == pytest.approx(expected, rel=1e-3), model

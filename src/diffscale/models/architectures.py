@@ -23,6 +23,16 @@ Sources of the configs (the published `unet/config.json` / `transformer/config.j
 - DiT-XL/2 (Peebles & Xie): 28 blocks, 16 heads x 72, patch 2, 1000 classes, learned sigma (8 output
   channels), at 256 px (latent 32) and 512 px (latent 64). diffusers gives every block its own
   timestep/class embedding, so its parameter count is ~75M above the paper's 675M; the FLOPs are the same.
+- FLUX.1-dev / schnell (black-forest-labs): one transformer, 19 double-stream (MMDiT) and 38 single-stream
+  blocks of 24 heads x 128; dev adds the guidance embedding. At 1024 px: 4096 packed image tokens and 512
+  T5 tokens (dev; FluxPipeline's default) or 256 (schnell, as Black Forest Labs run it).
+- SD3 Medium, SD3.5 Large and SD3.5 Medium (stabilityai): MMDiT of 24 / 38 / 24 blocks of 64-d heads, one
+  head per block; SD3.5 Medium is MMDiT-X (extra self-attention in its first 13 blocks, RMS-normed q/k),
+  SD3.5 Large has RMS-normed q/k. At 1024 px: 4096 image tokens and 77 CLIP + 256 T5 = 333 text tokens.
+- PixArt-Sigma XL/2 1024 (PixArt-alpha): DiT-XL/2 with cross-attention to 300 T5 tokens, adaLN-single,
+  learned sigma, at 1024 px (latent 128, 4096 tokens).
+Text-to-image transformers are counted at their pipeline's default resolution and text length; the UNets
+at 77 CLIP tokens.
 """
 
 from __future__ import annotations
@@ -30,11 +40,13 @@ from __future__ import annotations
 import json
 import sys
 from importlib import resources
+from typing import NamedTuple
 
 from diffscale.lazy import lazy_import
 
 diffusers = lazy_import("diffusers")
 flops = lazy_import("diffscale.models.flops")
+families = lazy_import("diffscale.models.families")
 
 COUNTED = "models/architectures.json"
 
@@ -73,17 +85,58 @@ DIT_XL_2 = dict(
     patch_size=2, sample_size=32, num_embeds_ada_norm=1000,
 )
 
-# (model, family, diffusers backbone class, config)
+# black-forest-labs/FLUX.1-dev, transformer/config.json (schnell's differs only in guidance_embeds=false)
+FLUX_1_DEV = dict(
+    patch_size=1, in_channels=64, num_layers=19, num_single_layers=38, attention_head_dim=128, num_attention_heads=24,
+    joint_attention_dim=4096, pooled_projection_dim=768, guidance_embeds=True, axes_dims_rope=(16, 56, 56),
+)
+# stabilityai/stable-diffusion-3-medium-diffusers, transformer/config.json
+SD3_MEDIUM = dict(
+    sample_size=128, patch_size=2, in_channels=16, out_channels=16, num_layers=24, attention_head_dim=64,
+    num_attention_heads=24, joint_attention_dim=4096, caption_projection_dim=1536, pooled_projection_dim=2048,
+    pos_embed_max_size=192,
+)
+# stabilityai/stable-diffusion-3.5-large, transformer/config.json (also 3.5-large-turbo's)
+SD35_LARGE = {**SD3_MEDIUM, "num_layers": 38, "num_attention_heads": 38, "caption_projection_dim": 2432,
+              "qk_norm": "rms_norm"}
+# stabilityai/stable-diffusion-3.5-medium, transformer/config.json (MMDiT-X)
+SD35_MEDIUM = {**SD3_MEDIUM, "pos_embed_max_size": 384, "dual_attention_layers": tuple(range(13)), "qk_norm": "rms_norm"}
+# PixArt-alpha/PixArt-Sigma-XL-2-1024-MS, transformer/config.json
+PIXART_SIGMA_XL_2_1024 = dict(
+    num_attention_heads=16, attention_head_dim=72, in_channels=4, out_channels=8, num_layers=28, cross_attention_dim=1152,
+    caption_channels=4096, sample_size=128, patch_size=2, attention_bias=True, activation_fn="gelu-approximate",
+    norm_type="ada_norm_single", norm_elementwise_affine=False, norm_eps=1e-6, num_embeds_ada_norm=1000,
+    interpolation_scale=2, use_additional_conditions=False,
+)
+
+
+class Architecture(NamedTuple):
+    model: str
+    family: str  # a `diffscale.models.families` name: its `call` is the pass counted
+    backbone: str  # the diffusers class
+    config: dict
+    text_tokens: int = 77  # conditioning length at the pipeline's default
+    latent_shape: tuple[int, ...] | None = None  # one latent as the scheduler sees it; default (in, size, size)
+
+
 ARCHITECTURES = [
-    ("SD1.5", "sd", "UNet2DConditionModel", SD15_UNET),
-    ("BK-SDM-Base (= Segmind small-sd)", "sd", "UNet2DConditionModel", BK_SDM_BASE_UNET),
-    ("BK-SDM-Small", "sd", "UNet2DConditionModel", BK_SDM_SMALL_UNET),
-    ("BK-SDM-Tiny (= Segmind tiny-sd)", "sd", "UNet2DConditionModel", BK_SDM_TINY_UNET),
-    ("SDXL", "sdxl", "UNet2DConditionModel", SDXL_UNET),
-    ("SSD-1B", "sdxl", "UNet2DConditionModel", SSD_1B_UNET),
-    ("Segmind-Vega", "sdxl", "UNet2DConditionModel", VEGA_UNET),
-    ("DiT-XL/2-256", "dit", "DiTTransformer2DModel", DIT_XL_2),
-    ("DiT-XL/2-512", "dit", "DiTTransformer2DModel", {**DIT_XL_2, "sample_size": 64}),
+    Architecture("SD1.5", "sd", "UNet2DConditionModel", SD15_UNET),
+    Architecture("BK-SDM-Base (= Segmind small-sd)", "sd", "UNet2DConditionModel", BK_SDM_BASE_UNET),
+    Architecture("BK-SDM-Small", "sd", "UNet2DConditionModel", BK_SDM_SMALL_UNET),
+    Architecture("BK-SDM-Tiny (= Segmind tiny-sd)", "sd", "UNet2DConditionModel", BK_SDM_TINY_UNET),
+    Architecture("SDXL", "sdxl", "UNet2DConditionModel", SDXL_UNET),
+    Architecture("SSD-1B", "sdxl", "UNet2DConditionModel", SSD_1B_UNET),
+    Architecture("Segmind-Vega", "sdxl", "UNet2DConditionModel", VEGA_UNET),
+    Architecture("DiT-XL/2-256", "dit", "DiTTransformer2DModel", DIT_XL_2),
+    Architecture("DiT-XL/2-512", "dit", "DiTTransformer2DModel", {**DIT_XL_2, "sample_size": 64}),
+    # 1024 px: 128 x 128 latent of 16 channels, packed into 64 x 64 tokens of 2 x 2 x 16
+    Architecture("FLUX.1-dev", "flux", "FluxTransformer2DModel", FLUX_1_DEV, 512, (4096, 64)),
+    Architecture("FLUX.1-schnell", "flux", "FluxTransformer2DModel", {**FLUX_1_DEV, "guidance_embeds": False}, 256,
+                 (4096, 64)),
+    Architecture("SD3 Medium", "sd3", "SD3Transformer2DModel", SD3_MEDIUM, 77 + 256),
+    Architecture("SD3.5 Large", "sd3", "SD3Transformer2DModel", SD35_LARGE, 77 + 256),
+    Architecture("SD3.5 Medium", "sd3", "SD3Transformer2DModel", SD35_MEDIUM, 77 + 256),
+    Architecture("PixArt-Sigma-XL/2-1024", "pixart", "PixArtTransformer2DModel", PIXART_SIGMA_XL_2_1024, 300),
 ]
 
 
@@ -101,24 +154,32 @@ HUB_REPOS = {
     "segmind/Segmind-Vega": "Segmind-Vega",
     "facebook/DiT-XL-2-256": "DiT-XL/2-256",
     "facebook/DiT-XL-2-512": "DiT-XL/2-512",
+    "black-forest-labs/FLUX.1-dev": "FLUX.1-dev",
+    "black-forest-labs/FLUX.1-schnell": "FLUX.1-schnell",
+    "stabilityai/stable-diffusion-3-medium-diffusers": "SD3 Medium",
+    "stabilityai/stable-diffusion-3.5-large": "SD3.5 Large",
+    "stabilityai/stable-diffusion-3.5-large-turbo": "SD3.5 Large",
+    "stabilityai/stable-diffusion-3.5-medium": "SD3.5 Medium",
+    "PixArt-alpha/PixArt-Sigma-XL-2-1024-MS": "PixArt-Sigma-XL/2-1024",
 }
 
 
 def measure_architectures(names: set[str] | None = None) -> list[dict]:
-    """Parameters and GFLOPs per NFE (one single-sample pass, 77 text tokens) of each real backbone."""
+    """Parameters and GFLOPs per NFE (one single-sample pass through the family's call) of each real backbone."""
     rows = []
-    for name, family, cls, config in ARCHITECTURES:
-        if names is not None and name not in names:
+    for arch in ARCHITECTURES:
+        if names is not None and arch.model not in names:
             continue
-        model = flops.build_on_meta(getattr(diffusers, cls), config)
-        size = model.config.sample_size
-        shape = [model.config.in_channels, size, size]
+        model = flops.build_on_meta(getattr(diffusers, arch.backbone), arch.config)
+        size = getattr(model.config, "sample_size", None)
+        shape = list(arch.latent_shape or (model.config.in_channels, size, size))
+        cond = flops.example_conditioning(model, arch.text_tokens)
         rows.append({
-            "model": name,
-            "family": family,
+            "model": arch.model,
+            "family": arch.family,
             "params": sum(p.numel() for p in model.parameters()),
             "latent_shape": shape,
-            "gflops_per_nfe": flops.backbone_gflops_per_nfe(model, tuple(shape), flops.example_conditioning(model)),
+            "gflops_per_nfe": flops.backbone_gflops_per_nfe(model, tuple(shape), cond, call=families.FAMILIES[arch.family].call),
         })
     return rows
 
