@@ -394,6 +394,22 @@ def test_configure_sets_sdpa_and_compiles_in_place(folders):
         gpu.configure(pipeline, {"dtyp": "float16"})
 
 
+@pytest.mark.parametrize("name", ["flux", "pixart", "sd3"])
+def test_sdpa_keeps_the_transformers_own_attention(folders, name):
+    """SD3's joint attention (text and image streams in one product) must not become plain attention, and
+    FLUX's attention modules are not diffusers `Attention` layers: the "sdpa" option leaves both as they are."""
+    pipeline = load_pipeline(folders[name], torch.device("cpu"))
+    backbone = family_of(pipeline).backbone(pipeline)
+
+    def processors():
+        return [type(m.processor).__name__ for m in backbone.modules() if hasattr(m, "processor")]
+
+    before = processors()
+    gpu.configure(pipeline, {"attention": "sdpa"})
+    assert processors() == before and set(before) == {"flux": {"FluxAttnProcessor"}, "pixart": {"AttnProcessor2_0"},
+                                                      "sd3": {"JointAttnProcessor2_0"}}[name]
+
+
 class FakeOOM:
     """`run` that runs out of memory on batches larger than `limit`."""
 

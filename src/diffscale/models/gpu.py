@@ -12,7 +12,8 @@ import logging
 from typing import Callable, Mapping, Sequence
 
 import torch
-from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+from diffusers.models.attention_processor import (Attention, AttnProcessor, AttnProcessor2_0, AttnProcessorNPU,
+                                                  SlicedAttnProcessor, XFormersAttnProcessor)
 
 from diffscale.models.families import family_of
 
@@ -22,13 +23,19 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
-def use_sdpa(module: torch.nn.Module) -> int:
-    """Give every diffusers attention layer torch's scaled_dot_product_attention (`AttnProcessor2_0`).
+# Processors that compute plain attention, as AttnProcessor2_0 does, with another kernel.
+PLAIN_ATTENTION = (AttnProcessor, AttnProcessor2_0, AttnProcessorNPU, SlicedAttnProcessor, XFormersAttnProcessor)
 
-    It is diffusers' default under torch 2 already; setting it explicitly undoes any other processor
-    (xformers, sliced, LoRA) a loaded pipeline may carry. Returns the number of layers set.
+
+def use_sdpa(module: torch.nn.Module) -> int:
+    """Give every plain diffusers attention layer torch's scaled_dot_product_attention (`AttnProcessor2_0`).
+
+    It is diffusers' default under torch 2 already; setting it explicitly undoes any other kernel (xformers,
+    sliced) a loaded pipeline may carry. Layers whose processor computes something else keep it: SD3's joint
+    attention (`JointAttnProcessor2_0`, text and image streams together) would break under the plain one;
+    FLUX's attention modules are not `Attention` layers and already use SDPA. Returns the number of layers set.
     """
-    layers = [m for m in module.modules() if isinstance(m, Attention)]
+    layers = [m for m in module.modules() if isinstance(m, Attention) and isinstance(m.processor, PLAIN_ATTENTION)]
     for layer in layers:
         layer.set_processor(AttnProcessor2_0())
     return len(layers)
