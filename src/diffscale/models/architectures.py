@@ -174,12 +174,13 @@ def measure_architectures(names: set[str] | None = None) -> list[dict]:
         size = getattr(model.config, "sample_size", None)
         shape = list(arch.latent_shape or (model.config.in_channels, size, size))
         cond = flops.example_conditioning(model, arch.text_tokens)
+        call = families.FAMILIES[arch.family].call
         rows.append({
             "model": arch.model,
             "family": arch.family,
             "params": sum(p.numel() for p in model.parameters()),
             "latent_shape": shape,
-            "gflops_per_nfe": flops.backbone_gflops_per_nfe(model, tuple(shape), cond, call=families.FAMILIES[arch.family].call),
+            "gflops_per_nfe": flops.backbone_gflops_per_nfe(model, tuple(shape), cond, call=call),
         })
     return rows
 

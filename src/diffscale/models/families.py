@@ -11,7 +11,8 @@ family, like a scheduler per file in diffusers:
 - `backbone(pipeline)`: the module whose evaluations are NFEs (UNet or transformer);
 - `call(backbone, latents, timesteps, cond)`: one evaluation as the pipeline makes it, in the scheduler's
   parameterisation (epsilon, v or flow velocity), learned variance dropped;
-- `schedule_options(pipeline, latent_shape, steps=None)`: extra `scheduler.set_timesteps` arguments;
+- `schedule_options(pipeline, latent_shape, steps=None)`: extra `scheduler.set_timesteps` arguments (FLUX's
+  and SD3's `mu` under dynamic shifting; with `steps`, FLUX's own sigmas, for FlowMatchEuler);
 - `embedded_guidance(pipeline)`: the guidance scale is an input of the model (guidance-distilled FLUX.1-dev),
   not a CFG pair; `guidance_inputs` turns a guidance scale into the loop's inputs accordingly.
 
