@@ -61,7 +61,7 @@ def test_training_reading_names_the_best_model_per_budget(table):
     tables = {m: analysis.quality_vs_training(table, m, budgets=[10, 50]) for m in ("fid", "compositional_accuracy")}
     fid, accuracy = readings.training_readings(table, tables)
     assert "within 10, small (0.1M) (15; trained with 1e12 FLOPs); within 50, big (1M) (5; trained with 1e13" in fid
-    assert "is best only within 50" in fid
+    assert "is best within 50 but not within 10" in fid
     assert "big (1M), is best at every budget" in accuracy, "bigger wins compositional accuracy at both budgets"
 
 

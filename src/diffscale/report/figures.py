@@ -289,7 +289,7 @@ def training_plus_sampling(df: pd.DataFrame, out_dir: Path, metric: str | None =
     as a point, the frontier as a step line (its model is the best one for that total budget)."""
     require_one_prompt_set(df)
     known = with_training_flops(without_search(df))
-    metric = metric or primary_metric(known if not known.empty else df)
+    metric = metric or training_metrics(known if not known.empty else df)[0]
     points = known[(known["metric"] == metric) & known["value"].notna()]
     if points["model"].nunique() < 2:
         return None

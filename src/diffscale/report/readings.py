@@ -224,8 +224,9 @@ def training_readings(df: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> list
             verdict = (f"the model trained with the most compute, {labels[most_trained]}, is best at none of them: "
                        "less training compute buys more at these sampling budgets")
         else:
-            verdict = (f"the model trained with the most compute, {labels[most_trained]}, is best only within "
-                       f"{', '.join(num(b) for b in wins)}")
+            losses = [num(b) for b in table["budget"].unique() if b not in wins]
+            verdict = (f"the model trained with the most compute, {labels[most_trained]}, is best within "
+                       f"{', '.join(num(b) for b in wins)} but not within {', '.join(losses)}")
         sentences.append(f"{capitalized(metric_name(metric))} against training compute at fixed sampling budgets "
                          f"(sampling cost as above): the best model {'; '.join(parts)}. So {verdict}.")
     return sentences

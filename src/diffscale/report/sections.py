@@ -204,7 +204,7 @@ def _training_section(df: pd.DataFrame, writer: Writer) -> Section:
     writer.add_figure(section, figures.quality_vs_training_compute(df, writer.figure_dir),
                       "no sampling budget with two models within it.")
     section.readings(readings.training_readings(df, tables))
-    metric = analysis.primary_metric(known)
+    metric = analysis.training_metrics(known)[0]
     frontiers = analysis.training_plus_sampling_frontiers(df, metric)
     best = analysis.best_model_by_total(frontiers)
     writer.save_table(f"training_plus_sampling_{metric}", frontiers)
