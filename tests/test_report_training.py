@@ -52,7 +52,7 @@ def test_quality_vs_training_takes_each_models_best_within_each_budget(table):
     at = {(row.budget, row.model): (row.steps, row.value, row.training_flops) for row in fid.itertuples()}
     assert at == {(10, "small"): (50, 15.0, 1e12), (10, "big"): (10, 18.0, 1e13),
                   (50, "small"): (50, 15.0, 1e12), (50, "big"): (50, 5.0, 1e13)}
-    assert analysis.default_sampling_budgets(table) == [10.0, 50.0], "the reference model's own costs"
+    assert analysis.default_sampling_budgets(table) == [10.0, 50.0], "the largest model's own costs"
     unaffordable = analysis.quality_vs_training(table, "fid", budgets=[5])
     assert unaffordable["model"].tolist() == ["small"]
 

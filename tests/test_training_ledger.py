@@ -35,6 +35,16 @@ def test_one_linear_layer_trained_one_step_counts_forward_and_weight_gradient():
     assert flops == 2 * (2 * BATCH * IN * HIDDEN)
 
 
+def test_one_convolution_trained_one_step_counts_forward_and_weight_gradient():
+    """Forward 2 x (output pixels) x (input channels x kernel area) per output channel; torch's counter counts
+    convolution_backward by the gradients it computes: here only the weight's, as many FLOPs again."""
+    conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+    x, y = torch.randn(BATCH, 3, 8, 8), torch.randn(BATCH, 4, 8, 8)
+    flops = count_step(list(conv.parameters()), lambda _: torch.nn.functional.mse_loss(conv(x), y), None)
+    forward = 2 * BATCH * 4 * 8 * 8 * 3 * 3 * 3
+    assert flops == 2 * forward
+
+
 def test_ledger_of_a_two_layer_net_equals_the_hand_count_times_the_steps():
     """The second layer's input is the first layer's output, so its backward also computes the input gradient:
     backward = 2x forward there, 1x forward for the first layer."""

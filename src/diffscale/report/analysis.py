@@ -301,8 +301,8 @@ def training_metrics(df: pd.DataFrame) -> list[str]:
 
 
 def default_sampling_budgets(df: pd.DataFrame, cost: str = "relative_cost", count: int = 4) -> list[float]:
-    """A few fixed sampling budgets: up to `count` of the reference model's own costs, spread from its cheapest
-    configuration to its most expensive (the costs at which the paper's figures compare sizes)."""
+    """A few fixed sampling budgets: up to `count` of the largest model's own costs, spread from its cheapest
+    configuration to its most expensive, so that every budget affords the largest model something."""
     plain = without_search(df)
     reference = plain[plain["gflops_per_nfe"] == plain["gflops_per_nfe"].max()]
     costs = sorted({float(f"{c:.9g}") for c in reference[cost].dropna()})
