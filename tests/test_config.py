@@ -47,6 +47,18 @@ def test_wrong_type_names_the_key(smoke):
         resolve(smoke)
 
 
+def test_training_flops_are_stated_for_real_models_and_counted_for_toy_ones(smoke):
+    smoke["models"]["real"] = {"source": "hf", "repo": "org/name", "revision": "0" * 40, "training_flops": 1.2e23}
+    assert resolve(smoke)["models"]["real"]["training_flops"] == 1.2e23
+    smoke["models"]["real"]["training_flops"] = -1
+    with pytest.raises(ParamsError, match=r"models\.real\.training_flops"):
+        resolve(smoke)
+    del smoke["models"]["real"]
+    smoke["models"]["toy-w8"]["training_flops"] = 1e12
+    with pytest.raises(ParamsError, match=r"models\.toy-w8\.training_flops: a toy model counts"):
+        resolve(smoke)
+
+
 def test_grid_naming_an_undefined_model_lists_the_defined_ones(smoke):
     smoke["grids"][0]["models"].append("toy-w999")
     with pytest.raises(ParamsError, match=r"grids\.0\.models: 'toy-w999' is not defined; defined: \['toy-w16', 'toy-w8'\]"):

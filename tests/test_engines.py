@@ -253,8 +253,14 @@ def test_outputs_are_sane(engine, engines, repo):
     assert (table["ci_low"] <= table["value"] + 1e-9).all() and (table["value"] <= table["ci_high"] + 1e-9).all()
     assert {"fid", "kid", "clip_score", "compositional_accuracy", "oracle_confidence"} <= set(table["metric"])
     assert "seconds_per_image" not in table and "seconds_per_image" in pd.read_csv(work / "results/smoke/timings.csv")
+    # Every toy model's counted training FLOPs reach the tidy table; its wall seconds only training.csv.
+    training = pd.read_csv(work / "results" / "smoke" / "training.csv").set_index("model")
+    assert (training["training_flops_source"] == "counted").all() and (training["training_seconds"] > 0).all()
+    assert (training["training_flops"] > 0).all()
+    assert table.groupby("model")["training_flops"].first().to_dict() == pytest.approx(training["training_flops"].to_dict(), rel=1e-5)
+    assert "training_seconds" not in table
     html = (work / "reports" / "smoke" / "index.html").read_text()
-    assert "<img" in html
+    assert "<img" in html and "Training compute" in html
 
 
 def test_hand_counted_nfes_of_the_smoke_searches(smoke_params):

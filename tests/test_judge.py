@@ -23,7 +23,7 @@ def data():
 @pytest.fixture(scope="module")
 def trained(data):
     torch.set_num_threads(2)
-    return judge.fit(data[0], data[1], WIDTH, STEPS, BATCH, LR, seed=13)
+    return judge.fit(data[0], data[1], WIDTH, STEPS, BATCH, LR, seed=13)[0]
 
 
 def test_judge_learns_the_slots(trained, data):
@@ -56,7 +56,7 @@ def test_architecture_differs_from_the_oracle():
 
 def test_training_is_deterministic_in_the_seed(data):
     images, labels = data[0][:128], data[1][:128]
-    a, b = (judge.fit(images, labels, WIDTH, 10, 32, LR, seed=5) for _ in range(2))
-    c = judge.fit(images, labels, WIDTH, 10, 32, LR, seed=6)
+    a, b = (judge.fit(images, labels, WIDTH, 10, 32, LR, seed=5)[0] for _ in range(2))
+    c = judge.fit(images, labels, WIDTH, 10, 32, LR, seed=6)[0]
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     assert not all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), c.state_dict().values()))

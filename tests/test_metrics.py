@@ -23,7 +23,7 @@ def toy_data():
 @pytest.fixture(scope="module")
 def trained_oracle(toy_data, tmp_path_factory):
     images, labels, _ = toy_data
-    model = oracle.fit(images, labels, width=8, steps=150, batch_size=64, lr=3e-3, seed=0)
+    model, _ = oracle.fit(images, labels, width=8, steps=150, batch_size=64, lr=3e-3, seed=0)
     folder = tmp_path_factory.mktemp("oracle")
     oracle.save(model, folder, {})
     return folder

@@ -55,8 +55,8 @@ def outputs(work: Path) -> dict[str, bytes]:
     for path in sorted(root.rglob("*")):
         relative = path.relative_to(work).as_posix()
         if path.is_file() and any(part in relative for part in ("/samples/", "/scores/", "/toyworld/", "/models/")):
-            if path.name in ("ledger.json", ".snakemake_timestamp", "diffscale-manifest.json", "training.json",
-                             ".gitignore"):
+            if path.name in ("ledger.json", "training-ledger.json", ".snakemake_timestamp", "diffscale-manifest.json",
+                             "training.json", ".gitignore"):
                 continue  # wall-clock seconds, the manifests that cover them, and DVC's .gitignore files
             files[relative] = path.read_bytes()
     files["metrics.csv"] = (root / "metrics.csv").read_bytes()

@@ -213,6 +213,11 @@ class Paths:
         return self.root / "timings.csv"
 
     @property
+    def training(self) -> Path:
+        """Each model's training compute: its ledger, or what its entry states (`report.tidy.training_table`)."""
+        return self.root / "training.csv"
+
+    @property
     def cache(self) -> Path:
         """The cell cache, shared by every study of the results tree (a cell's key says all it depends on)."""
         return Path(self.results_root) / ".cache"

@@ -256,12 +256,15 @@ def cmd_score(args) -> None:
 
 def cmd_aggregate(args) -> None:
     job = node_job(args, ("aggregate",))
-    from diffscale.report.tidy import tidy_table, timings_table
+    from diffscale.report.tidy import tidy_table, timings_table, training_table
 
-    table = tidy_table(job.params, job.paths, job.cells)
+    training = training_table(job.params, job.paths, sorted({c.model for c in job.cells}))
+    table = tidy_table(job.params, job.paths, job.cells, training)
     write_text(job.paths.metrics, table.to_csv(index=False, float_format="%.6g"))
     write_text(job.paths.timings, timings_table(job.paths, job.cells).to_csv(index=False, float_format="%.6g"))
-    log.info("wrote %s (%d rows, %d cells) and %s", job.paths.metrics, len(table), table["cell"].nunique(), job.paths.timings)
+    write_text(job.paths.training, training.to_csv(index=False, float_format="%.6g"))
+    log.info("wrote %s (%d rows, %d cells), %s and %s", job.paths.metrics, len(table), table["cell"].nunique(),
+             job.paths.timings, job.paths.training)
     job.done()
 
 
@@ -274,7 +277,8 @@ def cmd_report(args) -> None:
     report = job.params.get("report", {})
     steps, reference = report.get("reference_steps"), report.get("reference_model")
     html = build_report(job.paths.metrics, job.paths.report_dir, title=f"diffscale study: {job.params['study']}",
-                        reference_steps=steps, reference_model=reference, timings_csv=job.paths.timings)
+                        reference_steps=steps, reference_model=reference, timings_csv=job.paths.timings,
+                        training_csv=job.paths.training)
     write_headline(load_metrics(job.paths.metrics), job.paths.headline, job.paths.plots, steps, reference)
     log.info("wrote %s, %s and %s", html, job.paths.headline, job.paths.plots)
     job.done()

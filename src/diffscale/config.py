@@ -113,9 +113,13 @@ def _reference_problems(params: dict) -> list[str]:
 
 
 def _model_problems(params: dict) -> list[str]:
-    """A local model's folder must be there, a diffusers pipeline, with safetensors weights only."""
-    return [f"models.{name}.path: {problem}" for name, entry in params["models"].items()
-            if entry["source"] == "local" and (problem := local_folder_problem(entry))]
+    """A local model's folder must be there, a diffusers pipeline, with safetensors weights only; a toy model's
+    training FLOPs are counted (its training ledger), never stated."""
+    problems = [f"models.{name}.path: {problem}" for name, entry in params["models"].items()
+                if entry["source"] == "local" and (problem := local_folder_problem(entry))]
+    return problems + [f"models.{name}.training_flops: a toy model counts its training FLOPs (training-ledger.json "
+                       "beside its weights); the key is for local and hf models: remove it"
+                       for name, entry in params["models"].items() if entry["source"] == "toy" and "training_flops" in entry]
 
 
 def _verifier_problems(params: dict) -> list[str]:

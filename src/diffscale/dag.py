@@ -197,16 +197,24 @@ def score_node(params: dict, paths: Paths, block: Block, cells: list) -> Node:
 
 
 def aggregate_node(params: dict, paths: Paths) -> Node:
+    """The tables: metrics and timings from the blocks, training compute from the toy models' ledgers and the
+    other models' entries."""
     study_blocks = blocks(params)
+    models = sorted({b.model for b in study_blocks})
     deps = {"samples": tuple(str(paths.block_samples(b)) for b in study_blocks),
-            "scores": tuple(str(paths.block_scores(b)) for b in study_blocks)}
-    return Node("aggregate", "", ("aggregate",), deps, {"metrics": str(paths.metrics), "timings": str(paths.timings)},
-                ("report.reference_model", "sampling.jobs"), ("diffscale.report.tidy",),
+            "scores": tuple(str(paths.block_scores(b)) for b in study_blocks),
+            "models": tuple(str(paths.model(m)) for m in models if params["models"][m]["source"] == "toy")}
+    reads = ("report.reference_model", "sampling.jobs") + tuple(
+        f"models.{m}.{key}" for m in models for key in ("source", "training_flops"))
+    return Node("aggregate", "", ("aggregate",), deps,
+                {"metrics": str(paths.metrics), "timings": str(paths.timings), "training": str(paths.training)},
+                reads, ("diffscale.report.tidy",),
                 cells=tuple(c.id for members in study_blocks.values() for c in members), local=True)
 
 
 def report_node(params: dict, paths: Paths) -> Node:
-    return Node("report", "", ("report",), {"metrics": str(paths.metrics), "timings": str(paths.timings)},
+    return Node("report", "", ("report",),
+                {"metrics": str(paths.metrics), "timings": str(paths.timings), "training": str(paths.training)},
                 {"report": str(paths.report_dir), "headline": str(paths.headline), "plots": str(paths.plots)},
                 ("report",), ("diffscale.report",), frozenset({"report", "plots"}), local=True)
 

@@ -12,6 +12,10 @@ import json
 from pathlib import Path
 
 MANIFEST = "diffscale-manifest.json"
+# A trained artifact's training ledger (`toyworld.training`): its FLOPs and its wall seconds, a measurement of
+# the machine. The manifest verifies it like any file, but the content hash leaves it out, so that training
+# again to the same weights gives the same name and the cells made from them stay cached.
+LEDGER = "training-ledger.json"
 # Files the engines add to a finished directory output (Snakemake's timestamp of a `directory()`).
 ENGINE_FILES = frozenset({".snakemake_timestamp"})
 
@@ -58,11 +62,15 @@ def verify(folder: Path) -> dict[str, str]:
     for name in sorted(present - set(recorded)):
         raise IntegrityError(f"{folder / name}: not in the manifest of {folder}; the artifact was changed after it was written")
     for name, expected in recorded.items():
-        actual = sha256_of(folder / name)
-        if actual != expected:
-            raise IntegrityError(f"{folder / name}: sha256 {actual} but the manifest records {expected}; "
-                                 "the file is corrupt or was changed: delete the artifact and rerun")
+        _check(folder / name, expected)
     return recorded
+
+
+def _check(path: Path, expected: str) -> None:
+    actual = sha256_of(path)
+    if actual != expected:
+        raise IntegrityError(f"{path}: sha256 {actual} but the manifest records {expected}; "
+                             "the file is corrupt or was changed: delete the artifact and rerun")
 
 
 def verified(folder: Path) -> Path:
@@ -83,9 +91,19 @@ def verify_tree(root: Path) -> tuple[int, list[str]]:
     return checked, problems
 
 
+def verified_file(folder: Path, name: str) -> Path:
+    """One file of an artifact, checked against the artifact's manifest (without hashing the rest of it)."""
+    path = Path(folder) / name
+    expected = read_manifest(folder).get(name)
+    if expected is None:
+        raise IntegrityError(f"{path}: not in the manifest of {folder}")
+    _check(path, expected)
+    return path
+
+
 def content_hash(folder: Path) -> str:
-    """A name for the artifact's content: the hash of its manifest's file table."""
-    files = read_manifest(folder)
+    """A name for the artifact's content: the hash of its manifest's file table, without the training ledger."""
+    files = {name: digest for name, digest in read_manifest(folder).items() if name != LEDGER}
     return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
 
 

@@ -11,24 +11,36 @@ from __future__ import annotations
 
 import torch
 from torch.utils._pytree import tree_map
-from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 
 def _cpu_flash_sdpa_flop(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
     return sdpa_flop_count(query_shape, key_shape, value_shape)
 
 
-# On CPU, scaled_dot_product_attention runs `_scaled_dot_product_flash_attention_for_cpu`, which torch's
-# counter does not know (it counts the CUDA flash/efficient/cudnn kernels, and the meta device's bmm
-# decomposition): without this the attention products would count 0 on CPU.
+def _cpu_flash_sdpa_backward_flop(grad_out_shape, query_shape, key_shape, value_shape, *args, out_shape=None,
+                                  **kwargs) -> int:
+    return sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
+
+
+# On CPU, scaled_dot_product_attention runs `_scaled_dot_product_flash_attention_for_cpu` (and its backward),
+# which torch's counter does not know (it counts the CUDA flash/efficient/cudnn kernels, and the meta device's
+# bmm decomposition): without these the attention products would count 0 on CPU, forward and backward.
 _CUSTOM = {}
 if hasattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu"):
     _CUSTOM[torch.ops.aten._scaled_dot_product_flash_attention_for_cpu] = _cpu_flash_sdpa_flop
+    _CUSTOM[torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward] = _cpu_flash_sdpa_backward_flop
+
+
+def flop_counter() -> FlopCounterMode:
+    """torch's counter with the CPU attention kernel added: a context whose `get_total_flops()` counts every
+    matmul, convolution and attention product run inside it, forward and backward (2 per multiply-accumulate)."""
+    return FlopCounterMode(display=False, custom_mapping=_CUSTOM)
 
 
 def count_flops(run) -> int:
-    """FLOPs of everything `run()` computes."""
-    counter = FlopCounterMode(display=False, custom_mapping=_CUSTOM)
+    """FLOPs of everything `run()` computes (without gradients)."""
+    counter = flop_counter()
     with torch.no_grad(), counter:
         run()
     return counter.get_total_flops()

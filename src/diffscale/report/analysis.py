@@ -125,8 +125,7 @@ def best_model_per_budget(
     columns = ["budget", *_CONFIG_OUT, cost, *_SCORE_OUT, "runner_up", "runner_up_value", "models_compared"]
     rows = []
     for budget in budgets:
-        affordable = points[points[cost] <= budget * (1 + COST_TOLERANCE)]
-        per_model = best_first(affordable, metric, [cost, "params", "steps", "guidance"]).drop_duplicates("model")
+        per_model = _best_per_model(points, metric, cost, budget)
         if per_model.empty:
             continue
         winner = per_model.iloc[0]
@@ -138,6 +137,12 @@ def best_model_per_budget(
             "models_compared": len(per_model),
         })
     return pd.DataFrame(rows, columns=columns).assign(metric=metric)
+
+
+def _best_per_model(points: pd.DataFrame, metric: str, cost: str, budget: float) -> pd.DataFrame:
+    """Each model's best configuration within `budget`, best model first (ties: cheaper, smaller, fewer steps)."""
+    affordable = points[points[cost] <= budget * (1 + COST_TOLERANCE)]
+    return best_first(affordable, metric, [cost, "params", "steps", "guidance"]).drop_duplicates("model")
 
 
 def crossovers(best_table: pd.DataFrame) -> pd.DataFrame:
@@ -277,3 +282,84 @@ def trend_agreement(comparison: pd.DataFrame) -> pd.DataFrame:
         return table
     paper_sign = math.copysign(1, table.set_index("source").loc["paper", "spearman_size"])
     return table.assign(agrees_with_paper=table["spearman_size"] * paper_sign > 0)
+
+
+# -- training compute (Mei et al. compare sizes also by the compute their training spent) ----------------
+
+TRAINING_METRICS = ("fid", "compositional_accuracy")
+
+
+def with_training_flops(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows of models whose training FLOPs are known (counted by their ledger or stated in their entry)."""
+    return df[df["training_flops"].notna()] if "training_flops" in df else df.iloc[0:0]
+
+
+def training_metrics(df: pd.DataFrame) -> list[str]:
+    """FID and compositional accuracy where present, else the primary metric."""
+    present = [metric for metric in TRAINING_METRICS if metric in set(df["metric"])]
+    return present or [primary_metric(df)]
+
+
+def default_sampling_budgets(df: pd.DataFrame, cost: str = "relative_cost", count: int = 4) -> list[float]:
+    """A few fixed sampling budgets: up to `count` of the largest model's own costs, spread from its cheapest
+    configuration to its most expensive, so that every budget affords the largest model something."""
+    plain = without_search(df)
+    reference = plain[plain["gflops_per_nfe"] == plain["gflops_per_nfe"].max()]
+    costs = sorted({float(f"{c:.9g}") for c in reference[cost].dropna()})
+    if len(costs) <= count:
+        return costs
+    return [costs[round(i * (len(costs) - 1) / (count - 1))] for i in range(count)]
+
+
+def quality_vs_training(df: pd.DataFrame, metric: str, budgets: list[float] | None = None,
+                        cost: str = "relative_cost") -> pd.DataFrame:
+    """Mei et al.'s view of training compute: per fixed sampling budget, each model's best `metric` within it
+    (no search, best guidance), against the model's training FLOPs. A model with no configuration within a
+    budget has no row there."""
+    require_one_prompt_set(df)
+    known = with_training_flops(without_search(df))
+    selected = best_guidance(known, metric)
+    points = selected[(selected["metric"] == metric) & selected[cost].notna()]
+    budgets = default_sampling_budgets(known, cost) if budgets is None else budgets
+    columns = ["budget", *_CONFIG_OUT, "training_flops", cost, *_SCORE_OUT]
+    rows = [_best_per_model(points, metric, cost, budget).assign(budget=budget) for budget in budgets]
+    rows = [frame for frame in rows if not frame.empty]
+    if not rows:
+        return pd.DataFrame(columns=[*columns, "metric"])
+    table = pd.concat(rows).sort_values(["budget", "params"], kind="mergesort")
+    return table[columns].assign(metric=metric).reset_index(drop=True)
+
+
+def default_image_counts(df: pd.DataFrame) -> list[int]:
+    """Three numbers of generated images for the joint view: a hundredth of, about, and a hundred times the
+    count at which sampling costs as much as training (powers of ten), from the table's median model."""
+    known = with_training_flops(without_search(df))
+    per_model = known.groupby("model").agg(training=("training_flops", "first"), image=("gflops_per_image", "median"))
+    break_even = (per_model["training"] / (per_model["image"] * 1e9)).median()
+    exponent = max(round(math.log10(break_even)), 2)
+    return [10 ** (exponent - 2), 10 ** exponent, 10 ** (exponent + 2)]
+
+
+def training_plus_sampling_frontiers(df: pd.DataFrame, metric: str, images: list[int] | None = None) -> pd.DataFrame:
+    """The joint view: per number of images N, the frontier of `metric` against training FLOPs + N x the FLOPs
+    of one image (denoiser GFLOPs per image, CFG included; no search). Along a frontier, the model of the last
+    point within a total budget is the best model for that budget and N."""
+    require_one_prompt_set(df)
+    known = with_training_flops(without_search(df))
+    images = default_image_counts(known) if images is None else images
+    frontiers = []
+    for count in images:
+        total = known.assign(total_flops=known["training_flops"] + count * known["gflops_per_image"] * 1e9)
+        frontiers.append(joint_frontier(total, metric, "total_flops").assign(images=count))
+    columns = ["images", "total_flops", *_SCORE_OUT, *_CONFIG_OUT, "cell", "metric"]
+    return pd.concat(frontiers, ignore_index=True)[columns] if frontiers else pd.DataFrame(columns=columns)
+
+
+def best_model_by_total(frontiers: pd.DataFrame) -> pd.DataFrame:
+    """Per number of images, the totals from which each model is the best (where the frontier's model changes)."""
+    rows = []
+    for count, frontier in frontiers.groupby("images", sort=True):
+        starts = frontier[frontier["model"].ne(frontier["model"].shift())]
+        rows.append(starts[["images", "total_flops", "model", "params", "steps", "value"]])
+    columns = ["images", "total_flops", "model", "params", "steps", "value"]
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=columns)

@@ -13,6 +13,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import NullFormatter
 
 from diffscale.report.analysis import (
     best_guidance,
@@ -25,8 +26,12 @@ from diffscale.report.analysis import (
     model_labels,
     paper_trend_comparison,
     primary_metric,
+    quality_vs_training,
     rank_correlation,
     require_one_prompt_set,
+    training_metrics,
+    training_plus_sampling_frontiers,
+    with_training_flops,
     without_search,
 )
 from diffscale.report import style
@@ -246,3 +251,66 @@ def joint_frontier_plot(
     listing.text(0, 1, "Frontier, cheapest first:\n" + "\n".join(lines), va="top", fontsize=7.5,
                  transform=listing.transAxes)
     return style.save(figure, out_dir, f"joint_frontier_{metric}_{cost}")
+
+
+@style.styled
+def quality_vs_training_compute(df: pd.DataFrame, out_dir: Path, budgets: list[float] | None = None) -> Path | None:
+    """Mei et al.'s training-compute view: each model's best quality within a fixed sampling budget against the
+    FLOPs its training spent, one line per budget, a panel per metric (FID, compositional accuracy)."""
+    require_one_prompt_set(df)
+    known = with_training_flops(df)
+    if known["model"].nunique() < 2:
+        return None
+    metrics = training_metrics(known)
+    tables = {metric: quality_vs_training(known, metric, budgets) for metric in metrics}
+    if all(table.empty for table in tables.values()):
+        return None
+    figure, axes = style.panels(1, len(metrics), legend=False)
+    sizes = known.drop_duplicates("model").set_index("model")
+    for ax, (metric, table) in zip(axes[0], tables.items()):
+        table = table.assign(budget=table["budget"].map(lambda b: f"{b:g}"))
+        sns.lineplot(data=table, x="training_flops", y="value", hue="budget", palette="crest", marker="o",
+                     estimator=None, errorbar=None, ax=ax)
+        style.log_y_if_wide(ax, table, metric)
+        ax.set_xscale("log")
+        ax.set_xticks(sizes["training_flops"], [f"{size_label(p)}\n{f:.2g}" for p, f in
+                                                zip(sizes["params"], sizes["training_flops"])], fontsize=7)
+        ax.minorticks_off()
+        ax.set(xlabel="training FLOPs (model size above)", ylabel=style.metric_axis_label(metric))
+        ax.legend(title="sampling budget\n(sampling cost)", fontsize=7, title_fontsize=7)
+    figure.suptitle("Best quality within a fixed sampling budget vs training compute (no search, best guidance)")
+    return style.save(figure, out_dir, "quality_vs_training_compute")
+
+
+@style.styled
+def training_plus_sampling(df: pd.DataFrame, out_dir: Path, metric: str | None = None,
+                           images: list[int] | None = None) -> Path | None:
+    """The joint view: quality against training + N-image sampling FLOPs, a panel per N; every plain configuration
+    as a point, the frontier as a step line (its model is the best one for that total budget)."""
+    require_one_prompt_set(df)
+    known = with_training_flops(without_search(df))
+    metric = metric or training_metrics(known if not known.empty else df)[0]
+    points = known[(known["metric"] == metric) & known["value"].notna()]
+    if points["model"].nunique() < 2:
+        return None
+    frontiers = training_plus_sampling_frontiers(known, metric, images)
+    palette = style.model_palette(points)
+    counts = sorted(frontiers["images"].unique())
+    figure, axes = style.panels(1, len(counts), sharey=True)
+    for ax, count in zip(axes[0], counts):
+        total = points.assign(total_flops=points["training_flops"] + count * points["gflops_per_image"] * 1e9)
+        sns.scatterplot(data=total, x="total_flops", y="value", hue="model", hue_order=list(palette),
+                        palette=palette, alpha=0.6, s=30, legend=False, ax=ax)
+        frontier = frontiers[frontiers["images"] == count]
+        ax.step([*frontier["total_flops"], total["total_flops"].max()], [*frontier["value"], frontier["value"].iloc[-1]],
+                where="post", color="0.1", linewidth=1.2)
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels of a short log range overlap
+        style.log_y_if_wide(ax, points, metric)
+        ax.set(title=f"N = {count:,} images", xlabel="training + N-image sampling FLOPs",
+               ylabel=style.metric_axis_label(metric))
+    figure.suptitle(f"Which model is best for a total of training and sampling compute? ({metric_name(metric)}, "
+                    "no search, CFG counted)")
+    frontier_handle = Line2D([], [], color="0.1", label="best within the total")
+    style.model_legend(figure, points, palette, extra=(frontier_handle,))
+    return style.save(figure, out_dir, f"training_plus_sampling_{metric}")

@@ -31,17 +31,22 @@ def build_report(
     reference_steps: int | None = None,
     reference_model: str | None = None,
     timings_csv: Path | None = None,
+    training_csv: Path | None = None,
 ) -> Path:
     """Write the report of one study into `out_dir` (index.html, figures/, tables/) and return the page's path.
 
     `reference_steps`: the step count of the Table 1 analogue and the paper comparison (default, or when
     not run: the longest schedule of the default sampler). `reference_model`: the model whose GFLOPs per
-    NFE is cost 1 in the Table 1 analogue (default: the largest). `figures/` and `tables/` are replaced
+    NFE is cost 1 in the Table 1 analogue (default: the largest). `training_csv`: each model's training ledger
+    (`tidy.training_table`), shown in the training-compute section. `figures/` and `tables/` are replaced
     whole, so no stale file survives; other files in `out_dir` are left alone.
     """
     df = load_metrics(metrics_csv)
     if timings_csv is not None:  # measured seconds per image, kept apart from the results (see report.tidy)
         df = df.merge(pd.read_csv(timings_csv)[["cell", "seconds_per_image"]], on="cell", how="left")
+    if training_csv is not None:  # each model's training ledger (its wall seconds too), shown in its section
+        ledger = pd.read_csv(training_csv, keep_default_na=False, na_values=[""]).drop(columns="training_flops")
+        df = df.merge(ledger, on="model", how="left")
     out_dir = Path(out_dir)
     cells_per_prompt_set = df.groupby("prompt_set")["cell"].nunique().sort_values(ascending=False, kind="mergesort")
     with atomic_directory(out_dir / "figures") as figures_dir, atomic_directory(out_dir / "tables") as tables_dir:

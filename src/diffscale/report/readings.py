@@ -21,7 +21,7 @@ from diffscale.report.analysis import (
 )
 from diffscale.report.metrics import HEADLINE_METRICS, higher_is_better, metric_name
 from diffscale.report.paper import PAPER
-from diffscale.report.text import capitalized, change, config_label, cost_unit, num, runs, trend
+from diffscale.report.text import capitalized, change, config_label, cost_unit, flops, num, runs, trend
 
 # Mei et al.'s headline budget: at sampling cost 3 their 83M model beats the 866M one.
 PAPER_HEADLINE_COST = 3.0
@@ -196,3 +196,49 @@ def frontier_reading(df: pd.DataFrame, frontier: pd.DataFrame, metric: str, cost
         search_note = (f"{len(searches)} of its {len(frontier)} points {verb} search, the first at "
                        f"{num(searches[cost].iloc[0])} {unit}: {config_label(searches.iloc[0])}.")
     return f"{capitalized(name)} against {unit}: {summary} {search_note}"
+
+
+def training_readings(df: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> list[str]:
+    """Per metric, from `quality_vs_training` tables: the best model within each fixed sampling budget with its
+    training FLOPs, and within which budgets the model trained with the most compute is the best (or tied)."""
+    labels = model_labels(df)
+    sentences = []
+    for metric, table in tables.items():
+        if table.empty:
+            continue
+        most_trained = table.loc[table["training_flops"].idxmax(), "model"]
+        parts, wins, budgets, ties = [], [], 0, 0
+        for budget, frame in table.groupby("budget", sort=True):
+            best = frame.loc[frame["model"] == winner(frame, metric)].iloc[0]
+            parts.append(f"within {num(budget)}, {labels[best['model']]} ({num(best['value'])}; trained with "
+                         f"{flops(best['training_flops'])} FLOPs)")
+            budgets += 1
+            ties += frame["value"].nunique() == 1 and len(frame) > 1
+            if (frame.loc[frame["model"] == most_trained, "value"] == best["value"]).any():
+                wins.append(budget)
+        if ties == budgets:
+            verdict = "every model scores the same within every budget: training compute makes no difference here"
+        elif len(wins) == budgets:
+            verdict = f"the model trained with the most compute, {labels[most_trained]}, is best at every budget"
+        elif not wins:
+            verdict = (f"the model trained with the most compute, {labels[most_trained]}, is best at none of them: "
+                       "less training compute buys more at these sampling budgets")
+        else:
+            losses = [num(b) for b in table["budget"].unique() if b not in wins]
+            verdict = (f"the model trained with the most compute, {labels[most_trained]}, is best within "
+                       f"{', '.join(num(b) for b in wins)} but not within {', '.join(losses)}")
+        sentences.append(f"{capitalized(metric_name(metric))} against training compute at fixed sampling budgets "
+                         f"(sampling cost as above): the best model {'; '.join(parts)}. So {verdict}.")
+    return sentences
+
+
+def training_plus_sampling_readings(df: pd.DataFrame, best: pd.DataFrame, metric: str) -> list[str]:
+    """Per number of images N, from `best_model_by_total`: which model is best from which total of training and
+    N-image sampling FLOPs."""
+    labels = model_labels(df)
+    sentences = []
+    for count, frame in best.groupby("images", sort=True):
+        steps = [f"{labels[row.model]} from {flops(row.total_flops)}" for row in frame.itertuples()]
+        sentences.append(f"Training plus {int(count):,} image{'s' * (count != 1)}, by {metric_name(metric)}: the best model is "
+                         f"{', then '.join(steps)} FLOPs in total.")
+    return sentences

@@ -18,7 +18,7 @@ from diffscale.atomic import write_text
 from diffscale.report import analysis, figures, readings, search_analysis, search_figures, search_readings
 from diffscale.report.metrics import metric_name
 from diffscale.report.paper import PAPER_METRICS
-from diffscale.report.text import config_label, cost_unit, num
+from diffscale.report.text import config_label, cost_unit, flops, num
 
 # The frontier of the primary metric is drawn in each unit; other metrics in GFLOPs only.
 FRONTIER_COSTS = ("gflops_per_image", "nfe_per_image", "seconds_per_image")
@@ -93,6 +93,7 @@ def prompt_set_report(
             _table1_section(df, writer, sampler, steps, reference_model, note),
             _guidance_section(df, writer),
             _paper_section(df, writer, sampler, steps, reference_model),
+            _training_section(df, writer),
         ]
     if search_analysis.has_search(df):  # Ma et al.'s questions, each search line read against its no-search baseline
         sections += [_search_scaling_section(df, writer), _search_verifier_section(df, writer),
@@ -179,6 +180,38 @@ def _paper_section(
         text = readings.paper_reading(df, comparison, metric, sampler, steps)
         if text is not None:
             section.reading(text)
+    return section
+
+
+def _training_section(df: pd.DataFrame, writer: Writer) -> Section:
+    """Quality against training compute at fixed sampling budgets, and training + N-image sampling compute."""
+    section = Section("Training compute")
+    known = analysis.with_training_flops(df)
+    if known["model"].nunique() < 2:
+        section.note("Fewer than two models of this prompt set have known training FLOPs (toy models count theirs; "
+                     "a real model's entry may state `training_flops`).")
+        return section
+    ledger = [c for c in ("training_flops", "training_flops_source", "training_steps", "samples_seen",
+                          "training_seconds", "flops_not_included") if c in known]
+    per_model = known.drop_duplicates("model").set_index("model").loc[analysis.model_order(known)]
+    section.table("Training compute per model: FLOPs counted by torch's counter (one optimisation step's forward "
+                  "and backward matmul, convolution and attention FLOPs, times the steps) or stated by the model's "
+                  "authors; not included: the toy denoisers' one pass of the frozen encoders over the data",
+                  per_model[["params", *ledger]].reset_index().assign(training_flops=lambda t: t["training_flops"].map(flops)))
+    tables = {metric: analysis.quality_vs_training(df, metric) for metric in analysis.training_metrics(known)}
+    for metric, table in tables.items():
+        writer.save_table(f"quality_vs_training_{metric}", table)
+    writer.add_figure(section, figures.quality_vs_training_compute(df, writer.figure_dir),
+                      "no sampling budget with two models within it.")
+    section.readings(readings.training_readings(df, tables))
+    metric = analysis.training_metrics(known)[0]
+    frontiers = analysis.training_plus_sampling_frontiers(df, metric)
+    best = analysis.best_model_by_total(frontiers)
+    writer.save_table(f"training_plus_sampling_{metric}", frontiers)
+    writer.save_table(f"best_model_by_total_{metric}", best)
+    writer.add_figure(section, figures.training_plus_sampling(df, writer.figure_dir, metric),
+                      f"fewer than two models with {metric_name(metric)} and training FLOPs.")
+    section.readings(readings.training_plus_sampling_readings(df, best, metric))
     return section
 
 

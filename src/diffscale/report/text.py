@@ -18,6 +18,14 @@ def num(value: float) -> str:
     return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
 
 
+def flops(value: float) -> str:
+    """A FLOP count in scientific notation: 1.2e13."""
+    if pd.isna(value):
+        return "n/a"
+    mantissa, exponent = f"{value:.2e}".split("e")
+    return f"{float(mantissa):.3g}e{int(exponent)}"
+
+
 def pct(value: float) -> str:
     """A signed relative change: +12.5%."""
     return "n/a" if pd.isna(value) else f"{value:+.1%}"

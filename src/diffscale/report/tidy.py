@@ -2,7 +2,10 @@
 
 `results/<study>/metrics.csv` is what every figure and table reads. It holds only what the parameters
 decide, so the same study gives the same bytes on any run and either engine; the seconds a cell took
-(a measurement of the machine, not a result) go to `timings.csv`, one row per cell.
+(a measurement of the machine, not a result) go to `timings.csv`, one row per cell. `training.csv` is
+each model's training compute, one row per model: the counted FLOPs of a toy model's training ledger
+(`toyworld.training`) or the FLOPs a real model's entry states; its FLOPs are also a column of metrics.csv,
+its wall seconds only of training.csv.
 """
 
 from __future__ import annotations
@@ -13,14 +16,18 @@ from pathlib import Path
 import pandas as pd
 
 from diffscale.cells import Cell, Paths
+from diffscale.manifest import LEDGER, verified_file
 
 COLUMNS = [
     "cell", "study", "model", "params", "sampler", "steps", "guidance", "search", "verifier", "search_budget",
     "prompt_set", "nfe_per_image", "nfe_per_image_nocfg", "gflops_per_nfe", "gflops_per_image",
-    "verifier_gflops_per_image", "total_gflops_per_image", "relative_cost",
+    "verifier_gflops_per_image", "total_gflops_per_image", "relative_cost", "training_flops",
     "metric", "value", "ci_low", "ci_high", "n",
 ]
 TIMING_COLUMNS = ["cell", "seconds_per_image", "device", "host"]
+# `training_flops_source`: "counted" (a toy model's ledger), "stated" (the model entry) or empty (unknown).
+TRAINING_COLUMNS = ["model", "training_flops", "training_flops_source", "training_steps", "batch_size",
+                    "samples_seen", "trained_parameters", "training_seconds", "flops_not_included"]
 STRING_COLUMNS = ["cell", "study", "model", "sampler", "search", "verifier", "prompt_set", "metric"]
 
 
@@ -29,7 +36,28 @@ def reference_model(params: dict, model_params: dict[str, int]) -> str:
     return params.get("report", {}).get("reference_model") or max(model_params, key=model_params.get)
 
 
-def tidy_table(params: dict, paths: Paths, cells: list[Cell]) -> pd.DataFrame:
+def training_table(params: dict, paths: Paths, models: list[str]) -> pd.DataFrame:
+    """Each model's training compute: a toy model's ledger (checked against its folder's manifest), else the
+    `training_flops` its entry states, else unknown (NaN)."""
+    rows = []
+    for model in models:
+        entry = params["models"][model]
+        if entry["source"] == "toy":
+            ledger = json.loads(verified_file(paths.model(model), LEDGER).read_text())
+            rows.append({"model": model, "training_flops": ledger["training_flops"], "training_flops_source": "counted",
+                         "training_steps": ledger["steps"], "batch_size": ledger["batch_size"],
+                         "samples_seen": ledger["samples_seen"], "trained_parameters": ledger["parameters"],
+                         "training_seconds": ledger["seconds"],
+                         "flops_not_included": sum(ledger["not_included"].values())})
+        else:
+            stated = entry.get("training_flops")
+            rows.append({"model": model, "training_flops": stated, "training_flops_source": "" if stated is None else "stated"})
+    return pd.DataFrame(rows, columns=TRAINING_COLUMNS)
+
+
+def tidy_table(params: dict, paths: Paths, cells: list[Cell], training: pd.DataFrame) -> pd.DataFrame:
+    """`training`: the `training_table` of the cells' models."""
+    training_flops = training.set_index("model")["training_flops"]
     ledgers = {c.id: json.loads((paths.samples(c) / "ledger.json").read_text()) for c in cells}
     model_params = {c.model: ledgers[c.id]["denoiser_params"] for c in cells}
     gflops = {c.model: ledgers[c.id]["gflops_per_nfe"] for c in cells}
@@ -48,6 +76,7 @@ def tidy_table(params: dict, paths: Paths, cells: list[Cell]) -> pd.DataFrame:
             "total_gflops_per_image": ledger["gflops_per_image"] + ledger["verifier_gflops_per_image"],
             # Mei et al.'s sampling cost: normalised denoiser cost x evaluations (CFG not counted).
             "relative_cost": ledger["gflops_per_nfe"] / reference_gflops * ledger["nfe_per_image_nocfg"],
+            "training_flops": training_flops[cell.model],
         }
         for score in json.loads(paths.scores(cell).read_text()):
             rows.append(base | {k: score[k] for k in ("metric", "value", "ci_low", "ci_high", "n")})

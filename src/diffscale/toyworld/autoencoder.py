@@ -44,14 +44,14 @@ def fit(images: np.ndarray, width: int, steps: int, batch_size: int, lr: float, 
         recon = vae.decode(posterior.sample()).sample
         return (foreground_weights(x) * (recon - x).abs()).mean() + kl_weight * posterior.kl().mean()
 
-    losses = train(vae.parameters(), loss, len(data), steps, batch_size, lr, seed, desc="autoencoder")
+    losses, ledger = train(vae.parameters(), loss, len(data), steps, batch_size, lr, seed, desc="autoencoder")
     vae.eval()
     with torch.no_grad():
         probe = data[: min(len(data), 1024)]
         latents = vae.encode(probe).latent_dist.mode()
         l1 = (vae.decode(latents).sample - probe).abs().mean().item()
     vae.register_to_config(scaling_factor=float(1.0 / latents.std()))
-    return vae, {"l1": l1, "final_loss": float(np.mean(losses[-20:])), "latent_std": float(latents.std())}
+    return vae, {"l1": l1, "final_loss": float(np.mean(losses[-20:])), "latent_std": float(latents.std())}, ledger
 
 
 def save(vae: AutoencoderKL, out: Path) -> None:

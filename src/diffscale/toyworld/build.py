@@ -74,9 +74,10 @@ def build_autoencoder(params: dict, paths: Paths) -> None:
     _threads(params)
     s = toy_training(params, "autoencoder")
     images, _, _ = load_dataset(paths)
-    vae, report = autoencoder.fit(images, s["width"], s["steps"], s["batch_size"], s["lr"], s["kl_weight"], _seed(params, "autoencoder"))
+    vae, report, ledger = autoencoder.fit(images, s["width"], s["steps"], s["batch_size"], s["lr"], s["kl_weight"], _seed(params, "autoencoder"))
     with atomic_directory(paths.component("autoencoder")) as out:
         autoencoder.save(vae, out)
+        ledger.write(out)
         (out / "training.json").write_text(json.dumps(report, indent=2))
 
 
@@ -84,9 +85,10 @@ def build_text_encoder(params: dict, paths: Paths) -> None:
     _threads(params)
     s = toy_training(params, "text_encoder")
     _, labels, captions = load_dataset(paths)
-    tokenizer, encoder, report = text.fit(captions, labels, s["width"], s["layers"], s["steps"], s["batch_size"], s["lr"], _seed(params, "text"))
+    tokenizer, encoder, report, ledger = text.fit(captions, labels, s["width"], s["layers"], s["steps"], s["batch_size"], s["lr"], _seed(params, "text"))
     with atomic_directory(paths.component("text_encoder")) as out:
         text.save(tokenizer, encoder, out)
+        ledger.write(out)
         (out / "training.json").write_text(json.dumps(report, indent=2))
 
 
@@ -95,11 +97,12 @@ def _build_classifier(params: dict, paths: Paths, name: str, module) -> None:
     _threads(params)
     s = toy_training(params, name)
     images, labels, _ = load_dataset(paths)
-    model = module.fit(images, labels, s["width"], s["steps"], s["batch_size"], s["lr"], _seed(params, name))
+    model, ledger = module.fit(images, labels, s["width"], s["steps"], s["batch_size"], s["lr"], _seed(params, name))
     held_out_images, held_out_labels, _ = load_arrays(paths.reference)
     report = oracle.accuracy(model, held_out_images, held_out_labels)
     with atomic_directory(paths.component(name)) as out:
         module.save(model, out, report)
+        ledger.write(out)
 
 
 def build_oracle(params: dict, paths: Paths) -> None:
@@ -115,9 +118,10 @@ def build_clip(params: dict, paths: Paths) -> None:
     _threads(params)
     s = toy_training(params, "clip")
     images, _, captions = load_dataset(paths)
-    model, config, report = clip.fit(images, captions, s["width"], s["layers"], s["steps"], s["batch_size"], s["lr"], _seed(params, "clip"))
+    model, config, report, ledger = clip.fit(images, captions, s["width"], s["layers"], s["steps"], s["batch_size"], s["lr"], _seed(params, "clip"))
     with atomic_directory(paths.component("clip")) as out:
         clip.save(model, config, out)
+        ledger.write(out)
         (out / "training.json").write_text(json.dumps(report, indent=2))
 
 
@@ -131,11 +135,12 @@ def build_denoiser(params: dict, paths: Paths, model: str) -> None:
         "tokenizer": transformers.CLIPTokenizer.from_pretrained(verified(paths.component("text_encoder")) / "tokenizer"),
         "text_encoder": transformers.CLIPTextModel.from_pretrained(paths.component("text_encoder") / "text_encoder"),
     }
-    unet, report = denoiser.fit(
+    unet, report, ledger = denoiser.fit(
         components, images, captions, params["models"][model]["width"], s["steps"], s["batch_size"], s["lr"],
         s["uncond_probability"], _seed(params, "denoiser", model),
     )
     with atomic_directory(paths.model(model)) as out:
         denoiser.save_pipeline(unet, components, out)
         (out / "training.json").write_text(json.dumps(report | {"settings": s}, indent=2))
+        ledger.write(out)
 

@@ -44,8 +44,8 @@ def fit(images: np.ndarray, captions: list[str], width: int, layers: int, steps:
         image_features, text_features, logit_scale = model(pixels[idx], tokens[idx])[:3]
         return clip_loss(image_features, text_features, logit_scale)
 
-    losses = train(model.parameters(), loss, len(captions), steps, batch_size, lr, seed, desc="clip")
-    return model.eval(), config, {"final_loss": float(np.mean(losses[-20:]))}
+    losses, ledger = train(model.parameters(), loss, len(captions), steps, batch_size, lr, seed, desc="clip")
+    return model.eval(), config, {"final_loss": float(np.mean(losses[-20:]))}, ledger
 
 
 def save(model: open_clip.CLIP, config: dict, out: Path) -> None:

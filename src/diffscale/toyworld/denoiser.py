@@ -8,6 +8,7 @@ batch and learning rate, and is saved as a complete Stable Diffusion pipeline fo
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +17,11 @@ from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, StableDiffusi
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from diffscale.toyworld.text import tokenize
+from diffscale.models.flops import count_flops
 from diffscale.toyworld.training import to_unit_range, train
 
 HEAD_CHANNELS = 8
+ENCODING = "encoding the training set once with the frozen autoencoder and text encoder"
 # Stable Diffusion's training schedule (scaled-linear betas, 1000 steps, epsilon prediction).
 SD_SCHEDULE = dict(
     num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
@@ -55,6 +58,15 @@ def encode_training_set(vae: AutoencoderKL, tokenizer: CLIPTokenizer, text_encod
     return latents, states, caption_ids, index[""]
 
 
+def encoding_flops(vae: AutoencoderKL, tokenizer: CLIPTokenizer, text_encoder: CLIPTextModel, images, captions) -> int:
+    """FLOPs of `encode_training_set` on all `images`, counted with one image (not by encoding them again): the
+    autoencoder's cost is linear in the number of images. The counter stays off the real encoding, whose floats
+    it could change (see `training.count_step`)."""
+    one_image = count_flops(lambda: vae.encode(to_unit_range(images[:1])))
+    return count_flops(lambda: encode_training_set(vae, tokenizer, text_encoder, images[:1], captions)) + (
+        len(images) - 1) * one_image
+
+
 def fit(components: dict, images: np.ndarray, captions: list[str], width: int, steps: int, batch_size: int,
         lr: float, uncond_probability: float, seed: int):
     torch.manual_seed(seed)
@@ -75,8 +87,12 @@ def fit(components: dict, images: np.ndarray, captions: list[str], width: int, s
         prediction = unet(noise_schedule.add_noise(x0, noise, t), t, encoder_hidden_states=context).sample
         return torch.nn.functional.mse_loss(prediction, noise)
 
-    losses = train(unet.parameters(), loss, len(latents), steps, batch_size, lr, seed, desc=f"denoiser w{width}")
-    return unet.eval(), {"final_loss": float(np.mean(losses[-50:])), "params": sum(p.numel() for p in unet.parameters())}
+    losses, ledger = train(unet.parameters(), loss, len(latents), steps, batch_size, lr, seed, desc=f"denoiser w{width}")
+    # Mei et al. count the denoiser's training; the frozen encoders' pass over the data is recorded apart.
+    encoding = encoding_flops(components["vae"], components["tokenizer"], text_encoder, images, captions)
+    ledger = replace(ledger, not_included={ENCODING: encoding})
+    report = {"final_loss": float(np.mean(losses[-50:])), "params": sum(p.numel() for p in unet.parameters())}
+    return unet.eval(), report, ledger
 
 
 def save_pipeline(unet: UNet2DConditionModel, components: dict, out: Path) -> None:

@@ -19,6 +19,7 @@ from torch import nn
 from diffscale.toyworld import oracle
 from diffscale.toyworld.oracle import AttributeClassifier
 from diffscale.toyworld.scenes import IMAGE_SIZE, SLOTS
+from diffscale.toyworld.training import TrainingLedger
 
 
 class CoordinateChannels(nn.Module):
@@ -48,7 +49,8 @@ class JudgeClassifier(AttributeClassifier):
         self.heads = nn.ModuleList(nn.Linear(feature_dim, len(classes)) for classes in SLOTS.values())
 
 
-def fit(images: np.ndarray, labels: np.ndarray, width: int, steps: int, batch_size: int, lr: float, seed: int) -> JudgeClassifier:
+def fit(images: np.ndarray, labels: np.ndarray, width: int, steps: int, batch_size: int, lr: float,
+        seed: int) -> tuple[JudgeClassifier, TrainingLedger]:
     return oracle.fit(images, labels, width, steps, batch_size, lr, seed, architecture=JudgeClassifier, desc="judge")
 
 

@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from diffscale.toyworld.scenes import IMAGE_SIZE, SLOTS
-from diffscale.toyworld.training import to_unit_range, train
+from diffscale.toyworld.training import TrainingLedger, to_unit_range, train
 
 class AttributeClassifier(nn.Module):
     """Two strided convolutions keep the 8x8 layout (no global pooling: position is a label)."""
@@ -54,8 +54,8 @@ class AttributeClassifier(nn.Module):
 
 
 def fit(images: np.ndarray, labels: np.ndarray, width: int, steps: int, batch_size: int, lr: float, seed: int,
-        architecture: type[nn.Module] = AttributeClassifier, desc: str = "oracle") -> nn.Module:
-    """Train a slot classifier (the oracle's architecture, or another one such as the judge's)."""
+        architecture: type[nn.Module] = AttributeClassifier, desc: str = "oracle") -> tuple[nn.Module, TrainingLedger]:
+    """Train a slot classifier (the oracle's architecture, or another one such as the judge's) and its ledger."""
     torch.manual_seed(seed)
     model = architecture(width)
     data, targets = to_unit_range(images), torch.from_numpy(labels)
@@ -64,9 +64,8 @@ def fit(images: np.ndarray, labels: np.ndarray, width: int, steps: int, batch_si
         logits = model(data[idx])
         return sum(nn.functional.cross_entropy(l, targets[idx, k]) for k, l in enumerate(logits))
 
-    train(model.parameters(), loss, len(data), steps, batch_size, lr, seed, desc=desc)
-    model.eval()
-    return model
+    _, ledger = train(model.parameters(), loss, len(data), steps, batch_size, lr, seed, desc=desc)
+    return model.eval(), ledger
 
 
 def accuracy(model: AttributeClassifier, images: np.ndarray, labels: np.ndarray) -> dict:

@@ -81,11 +81,12 @@ def fit(captions: list[str], labels: np.ndarray, width: int, layers: int, steps:
         return sum(torch.nn.functional.cross_entropy(head(pooled), targets[idx, k]) for k, head in enumerate(heads))
 
     params = list(encoder.parameters()) + list(heads.parameters())
-    losses = train(params, loss, len(captions), steps, batch_size, lr, seed, desc="text encoder")
+    losses, ledger = train(params, loss, len(captions), steps, batch_size, lr, seed, desc="text encoder")
     with torch.no_grad():
         pooled = encoder(ids[:1024]).pooler_output
         accuracy = torch.stack([head(pooled).argmax(-1) == targets[:1024, k] for k, head in enumerate(heads)]).all(0)
-    return tokenizer, encoder.eval(), {"slot_accuracy": float(accuracy.float().mean()), "final_loss": float(np.mean(losses[-20:]))}
+    report = {"slot_accuracy": float(accuracy.float().mean()), "final_loss": float(np.mean(losses[-20:]))}
+    return tokenizer, encoder.eval(), report, ledger
 
 
 def save(tokenizer: CLIPTokenizer, encoder: CLIPTextModel, out: Path) -> None:

@@ -1,12 +1,51 @@
-"""One small training loop for every toy component: seeded, batched, with a progress bar."""
+"""One small training loop for every toy component: seeded, batched, with a progress bar and a ledger of
+what the training cost (Mei et al. compare model sizes also by their training compute)."""
 
 from __future__ import annotations
 
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
+
+from diffscale.manifest import LEDGER
+from diffscale.models.flops import flop_counter
+
+COUNTED = ("torch.utils.flop_counter on one optimisation step at the training batch size, times the steps: the "
+           "matmul, convolution and attention FLOPs (2 per multiply-accumulate) of the loss's forward pass and of "
+           "its backward pass (weight gradients, and input gradients where a layer's input needs one); not counted: "
+           "the optimizer update, norms, activations and other element-wise work")
+
+
+@dataclass(frozen=True)
+class TrainingLedger:
+    """What training one component cost. Every step has the same shapes, so one counted step times the steps
+    is the whole count. `seconds` is the loop's wall time, a measurement of the machine (see `manifest.LEDGER`)."""
+
+    flops_per_step: int
+    steps: int
+    batch_size: int
+    parameters: int
+    seconds: float
+    # FLOPs the training needed besides its optimisation steps, by what they were spent on (not in the total).
+    not_included: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def training_flops(self) -> int:
+        return self.flops_per_step * self.steps
+
+    def to_dict(self) -> dict:
+        return {"training_flops": self.training_flops, **asdict(self), "samples_seen": self.steps * self.batch_size,
+                "counted": COUNTED}
+
+    def write(self, folder: Path) -> None:
+        """Write the ledger beside the weights (a file of the artifact, left out of its content hash)."""
+        (Path(folder) / LEDGER).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
 
 def seeded_batches(n: int, batch_size: int, seed: int):
@@ -27,14 +66,17 @@ def train(
     lr: float,
     seed: int,
     desc: str,
-) -> list[float]:
-    """AdamW with a cosine schedule; `loss_fn(batch_indices)` returns the loss. Returns the loss curve."""
+) -> tuple[list[float], TrainingLedger]:
+    """AdamW with a cosine schedule; `loss_fn(batch_indices)` returns the loss. Returns the loss curve and the
+    training's ledger."""
     torch.manual_seed(seed)
+    parameters = list(parameters)
     optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=0.0)
     warmup = max(0.05, 2.0 / steps)  # OneCycleLR needs at least one warm-up step
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=warmup)
     batches = seeded_batches(n_examples, batch_size, seed)
     losses = []
+    start = time.perf_counter()
     with tqdm(range(steps), desc=desc, unit="step", mininterval=2.0) as bar:
         for _ in bar:
             loss = loss_fn(next(batches))
@@ -44,7 +86,26 @@ def train(
             schedule.step()
             losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}", refresh=False)
-    return losses
+    seconds = round(time.perf_counter() - start, 3)
+    ledger = TrainingLedger(count_step(parameters, loss_fn, next(batches)), steps, batch_size,
+                            sum(p.numel() for p in parameters), seconds)
+    return losses, ledger
+
+
+def count_step(parameters: list, loss_fn: Callable[[torch.Tensor], torch.Tensor], batch: torch.Tensor) -> int:
+    """FLOPs of one step's forward and backward pass, counted on one more batch after training.
+
+    Not during training: torch's counter runs some backward ops through their decompositions (silu_backward),
+    whose floats differ in the last bits, so a counted training step would change the weights. This pass
+    happens after the last update, drops its gradients and restores the global RNG, so the weights are those
+    an uncounted run trains; its shapes are a training step's, so its count is one step's.
+    """
+    counter = flop_counter()
+    with torch.random.fork_rng(devices=[]), counter:
+        loss_fn(batch).backward()
+    for parameter in parameters:
+        parameter.grad = None
+    return counter.get_total_flops()
 
 
 def to_unit_range(images_uint8: np.ndarray) -> torch.Tensor:
