@@ -1,8 +1,8 @@
 """Feynman-Kac steering (Singhal et al. 2025): sequential Monte Carlo over particles of a stochastic sampler.
 
-K particles per image run a stochastic sampler (DDPM, Euler ancestral, stochastic flow Euler). Every `interval` steps the
-verifier scores each particle's x0 prediction r_t and the particles are resampled (multinomially, within
-their image) in proportion to a potential G_t:
+K particles per image run a stochastic sampler (DDPM, Euler ancestral, stochastic flow Euler). Every
+`interval` steps the verifier scores each particle's x0 prediction r_t and the particles are resampled
+(multinomially, within their image) in proportion to a potential G_t:
 
     difference:  G_t = exp(lambda (r_t - r_prev))       (the product telescopes to exp(lambda r))
     max:         G_t = exp(lambda max(r_t, r_max))

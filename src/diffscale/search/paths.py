@@ -66,8 +66,8 @@ def forward_kernel(scheduler, position: int, back_to: int) -> tuple[float, float
 
 def _integrate(problem, latents, slots, indices, generators, keep_last_x0):
     last = {}
-    trajectory = integrate(problem.denoiser, scheduler_at(problem, indices.start), latents, take(problem.cond, slots), take(problem.uncond, slots),
-                           problem.guidance, indices, generators if problem.stochastic else None,
+    trajectory = integrate(problem.denoiser, scheduler_at(problem, indices.start), latents, take(problem.cond, slots),
+                           take(problem.uncond, slots), problem.guidance, indices, generators if problem.stochastic else None,
                            on_step=(lambda i, x, x0: last.update(x0=x0)) if keep_last_x0 else None)
     return trajectory.latents, last.get("x0")
 
