@@ -104,7 +104,8 @@ def test_derived_seeds_are_stable_and_distinct():
 
 def test_search_needs_defined_verifiers_and_fitting_samplers(smoke):
     smoke["grids"].append({
-        "models": ["toy-w16"], "samplers": ["dpmsolver++"], "steps": [4], "guidance": [2.0], "prompt_sets": ["toy-captions"],
+        "models": ["toy-w16"], "samplers": ["dpmsolver++", "flow-euler"], "steps": [4], "guidance": [2.0],
+        "prompt_sets": ["toy-captions"],
         "search": {"algorithms": ["fk-steering", "paths"], "verifiers": ["orcale", "self-consistency"], "budgets": [2]},
     })
     with pytest.raises(ParamsError) as error:
@@ -114,6 +115,10 @@ def test_search_needs_defined_verifiers_and_fitting_samplers(smoke):
     assert "fk-steering search needs a stochastic sampler, not 'dpmsolver++'" in message and "ddpm" in message
     assert "paths search needs a resumable sampler" in message and "ddim" in message
     assert "verifier 'self-consistency' compares a whole trajectory" in message
+    # Flow samplers: FK steering takes the stochastic flow sampler, paths both resumable flow Euler ones.
+    assert "fk-steering search needs a stochastic sampler, not 'flow-euler';" in message
+    assert "'flow-euler-stochastic'" in message
+    assert "paths search needs a resumable sampler, not 'flow-euler'" not in message
 
 
 def test_unknown_search_algorithm_and_verifier_kind_list_the_known_ones(smoke):

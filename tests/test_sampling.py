@@ -10,6 +10,7 @@ from types import SimpleNamespace
 from diffscale.sampling import SAMPLERS, CountingDenoiser, denoise, make_scheduler
 from diffscale.sampling.loop import initial_noise, x0_prediction
 from diffscale.toyworld.denoiser import SD_SCHEDULE
+from test_flow import schedule_for
 
 
 class RowCounter:
@@ -24,7 +25,7 @@ class RowCounter:
 
 
 def run(unet, sampler, steps, guidance, batch=3, keep_x0=False, seeds=None):
-    scheduler = make_scheduler(sampler, SD_SCHEDULE)
+    scheduler = make_scheduler(sampler, schedule_for(sampler))
     seeds = seeds or list(range(batch))
     noise, generators = initial_noise(seeds, (4, 8, 8), "cpu")
     cond = torch.stack([torch.randn(16, 16, generator=torch.Generator().manual_seed(s)) for s in seeds])
@@ -49,7 +50,7 @@ def test_nfe_equals_the_denoiser_calls_made(tiny_unet, sampler, steps):
     per_image = denoiser.nfe / 3
     # CFG pairs count 2; the registry's formula (Heun: a second evaluation on every step but the last).
     evaluations = SAMPLERS[sampler].evaluations(steps)
-    assert evaluations == (2 * steps - 1 if sampler == "heun" else steps)
+    assert evaluations == (2 * steps - 1 if sampler in ("heun", "flow-heun") else steps)
     assert per_image == 2 * evaluations
     assert len(scheduler.timesteps) == evaluations
 
@@ -104,17 +105,17 @@ def test_x0_conversion_follows_the_prediction_type(prediction_type):
     sample, output = torch.randn(2, 4, 8, 8, generator=generator), torch.randn(2, 4, 8, 8, generator=generator)
     t = ddim.timesteps[3]
     expected = ddim.step(output, t, sample).pred_original_sample
-    torch.testing.assert_close(x0_prediction(solver, SimpleNamespace(), sample, output, t), expected)
+    torch.testing.assert_close(x0_prediction(solver, SimpleNamespace(), sample, output, t, 3), expected)
 
 
 def test_x0_refuses_a_prediction_type_it_does_not_know():
     solver = make_scheduler("dpmsolver++", SD_SCHEDULE)
     solver.register_to_config(prediction_type="flow_prediction")
     with pytest.raises(ValueError, match="flow_prediction.*supported"):
-        x0_prediction(solver, SimpleNamespace(), torch.zeros(1, 4, 8, 8), torch.zeros(1, 4, 8, 8), 999)
+        x0_prediction(solver, SimpleNamespace(), torch.zeros(1, 4, 8, 8), torch.zeros(1, 4, 8, 8), 999, 0)
 
 
-@pytest.mark.parametrize("sampler", ["ddim", "ddpm"])
+@pytest.mark.parametrize("sampler", ["ddim", "ddpm", "flow-euler-stochastic"])
 def test_an_image_does_not_depend_on_its_batch(tiny_unet, sampler):
     """Per-image generators: image 1 is the same alone or beside others (so cells are paired)."""
     _, _, together, _ = run(tiny_unet, sampler, 4, 3.0, seeds=[10, 11, 12])
@@ -122,9 +123,10 @@ def test_an_image_does_not_depend_on_its_batch(tiny_unet, sampler):
     torch.testing.assert_close(together.latents[1:2], alone.latents, rtol=1e-4, atol=1e-4)
 
 
-def test_same_seeds_give_identical_bytes(tiny_unet):
-    _, _, a, _ = run(tiny_unet, "ddpm", 3, 3.0)
-    _, _, b, _ = run(tiny_unet, "ddpm", 3, 3.0)
+@pytest.mark.parametrize("sampler", ["ddpm", "flow-euler-stochastic"])
+def test_same_seeds_give_identical_bytes(tiny_unet, sampler):
+    _, _, a, _ = run(tiny_unet, sampler, 3, 3.0)
+    _, _, b, _ = run(tiny_unet, sampler, 3, 3.0)
     assert torch.equal(a.latents, b.latents)
 
 

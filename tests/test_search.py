@@ -12,7 +12,7 @@ from diffscale.sampling import SAMPLERS, CountingDenoiser, denoise, make_schedul
 from diffscale.sampling.loop import initial_noise
 from diffscale.search import ALGORITHMS, SearchProblem
 from diffscale.search import fk_steering, paths
-from diffscale.toyworld.denoiser import SD_SCHEDULE
+from test_flow import FLUX_OPTIONS, FLUX_SCHEDULE, schedule_for
 
 OPTIONS = {
     "random": {},
@@ -47,14 +47,16 @@ def decode(latents):
     return torch.sigmoid(latents[:, :3])
 
 
-def problem(unet, sampler="ddim", steps=4, seeds=(1, 2, 3), guidance=2.0, chunk=256):
+def problem(unet, sampler="ddim", steps=4, seeds=(1, 2, 3), guidance=2.0, chunk=256, dynamic=False):
+    """`dynamic`: a flow model with FLUX's dynamic shifting (its timesteps need mu); else the sampler's kind."""
+    schedule = FLUX_SCHEDULE if dynamic else schedule_for(sampler)
     cond = torch.stack([torch.randn(16, 16, generator=torch.Generator().manual_seed(s)) for s in seeds])
     return SearchProblem(
-        denoiser=CountingDenoiser(unet), make_scheduler=lambda: make_scheduler(sampler, SD_SCHEDULE),
+        denoiser=CountingDenoiser(unet), make_scheduler=lambda: make_scheduler(sampler, schedule),
         stochastic=SAMPLERS[sampler].stochastic, steps=steps, guidance=guidance,
         cond={"encoder_hidden_states": cond}, uncond={"encoder_hidden_states": torch.zeros_like(cond)},
         seeds=list(seeds), prompts=[f"prompt {s}" for s in seeds], shape=(4, 8, 8), decode=decode,
-        verifier=Brightness(), chunk=chunk,
+        verifier=Brightness(), chunk=chunk, schedule_options=FLUX_OPTIONS if dynamic else {},
     )
 
 
@@ -75,12 +77,12 @@ def run(unet, algorithm, budget, **kwargs):
     return p, result, counter.rows
 
 
-def plain(unet, sampler="ddim", steps=4, seeds=(1, 2, 3), guidance=2.0):
-    p = problem(unet, sampler, steps, seeds, guidance)
+def plain(unet, sampler="ddim", steps=4, seeds=(1, 2, 3), guidance=2.0, dynamic=False):
+    p = problem(unet, sampler, steps, seeds, guidance, dynamic=dynamic)
     noise, generators = initial_noise(list(seeds), (4, 8, 8), "cpu")
     with torch.no_grad():
         return denoise(p.denoiser, p.make_scheduler(), noise, p.cond, p.uncond, guidance, steps,
-                       generators=generators if p.stochastic else None).latents
+                       generators=generators if p.stochastic else None, schedule_options=p.schedule_options).latents
 
 
 @pytest.mark.parametrize("algorithm,sampler,budget,per_slot_trajectory_steps", [
@@ -89,10 +91,20 @@ def plain(unet, sampler="ddim", steps=4, seeds=(1, 2, 3), guidance=2.0):
     ("fk-steering", "ddpm", 3, 3 * 4),
     # paths, 4 steps, start 2, f=1, b=2: 2 paths x 2 steps, then rounds (1,3) and (2,4) with 2x2 copies x 2 steps
     ("paths", "ddim", 2, 2 * 2 + 4 * 2 + 4 * 2),
+    # flow models: the same counts with the flow samplers (flow-heun: 2 x 4 - 1 = 7 evaluations a trajectory)
+    ("random", "flow-euler", 3, 3 * 4),
+    ("random", "flow-heun", 2, 2 * 7),
+    ("zero-order", "flow-euler", 4, 4 * 4),
+    ("fk-steering", "flow-euler-stochastic", 3, 3 * 4),
+    ("paths", "flow-euler", 2, 2 * 2 + 4 * 2 + 4 * 2),
+    ("paths", "flow-euler-stochastic", 2, 2 * 2 + 4 * 2 + 4 * 2),
 ])
 def test_nfe_formula_matches_the_denoiser_calls(tiny_unet, algorithm, sampler, budget, per_slot_trajectory_steps):
     p, result, rows = run(tiny_unet, algorithm, budget, sampler=sampler)
     assert p.denoiser.nfe == rows == 3 * 2 * per_slot_trajectory_steps  # 3 slots, CFG pairs count 2
+    # ... which is the registries' formula (what `diffscale estimate` and the ledger check use).
+    formula = SAMPLERS[sampler].evaluations(4) * ALGORITHMS[algorithm].trajectories(4, budget, OPTIONS[algorithm])
+    assert p.denoiser.nfe == 3 * 2 * formula
     assert result.latents.shape == (3, 4, 8, 8)
     assert len(result.scores) == len(result.chosen) == 3
     assert p.verifier.cost.images > 0
@@ -105,10 +117,25 @@ def test_paths_rounds():
 
 
 @pytest.mark.parametrize("algorithm,sampler", [("random", "ddim"), ("random", "ddpm"), ("fk-steering", "ddpm"),
-                                               ("zero-order", "ddim")])
+                                               ("zero-order", "ddim"), ("random", "flow-euler"),
+                                               ("fk-steering", "flow-euler-stochastic"), ("zero-order", "flow-heun")])
 def test_a_budget_of_one_is_the_no_search_image(tiny_unet, algorithm, sampler):
     _, result, _ = run(tiny_unet, algorithm, 1, sampler=sampler)
     torch.testing.assert_close(result.latents, plain(tiny_unet, sampler), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("algorithm,sampler,budget", [("random", "flow-euler", 2), ("zero-order", "flow-euler", 3),
+                                                      ("fk-steering", "flow-euler-stochastic", 2),
+                                                      ("paths", "flow-euler-stochastic", 2)])
+def test_search_on_a_dynamically_shifted_flow_model(tiny_unet, algorithm, sampler, budget):
+    """FLUX's schedule reaches every algorithm's scheduler through `schedule_options` (without mu,
+    `set_timesteps` raises); NFEs still follow the formula, and a budget of one is the plain image."""
+    p, result, rows = run(tiny_unet, algorithm, budget, sampler=sampler, dynamic=True)
+    formula = SAMPLERS[sampler].evaluations(4) * ALGORITHMS[algorithm].trajectories(4, budget, OPTIONS[algorithm])
+    assert p.denoiser.nfe == rows == 3 * 2 * formula
+    if algorithm != "paths":  # paths' first round branches whatever the budget
+        _, one, _ = run(tiny_unet, algorithm, 1, sampler=sampler, dynamic=True)
+        torch.testing.assert_close(one.latents, plain(tiny_unet, sampler, dynamic=True), rtol=0, atol=0)
 
 
 def test_random_search_is_nested_and_its_anytime_curve_monotone(tiny_unet):
@@ -131,7 +158,8 @@ def test_zero_order_never_returns_worse_than_its_pivot(tiny_unet):
 
 
 def test_images_do_not_depend_on_the_batch(tiny_unet):
-    for algorithm, sampler in (("random", "ddim"), ("fk-steering", "ddpm"), ("paths", "ddpm")):
+    for algorithm, sampler in (("random", "ddim"), ("fk-steering", "ddpm"), ("paths", "ddpm"),
+                               ("fk-steering", "flow-euler-stochastic"), ("paths", "flow-euler-stochastic")):
         _, together, _ = run(tiny_unet, algorithm, 2, sampler=sampler, seeds=(1, 2, 3))
         _, alone, _ = run(tiny_unet, algorithm, 2, sampler=sampler, seeds=(2,))
         torch.testing.assert_close(together.latents[1:2], alone.latents, rtol=1e-4, atol=1e-5)

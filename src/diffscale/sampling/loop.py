@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
 from diffscale.lazy import lazy_import
+from diffscale.sampling.samplers import init_noise_sigma, scheduler_kind
 
 if TYPE_CHECKING:
     from diffusers.schedulers.scheduling_utils import SchedulerMixin
@@ -89,12 +90,19 @@ class Trajectory:
     x0_predictions: list[torch.Tensor] = field(default_factory=list)  # one per step, when kept
 
 
-def x0_prediction(scheduler: SchedulerMixin, step_output, sample: torch.Tensor, model_output: torch.Tensor, t) -> torch.Tensor:
-    """The clean-latent estimate x0 at this step, as the scheduler itself computes it.
+def x0_prediction(scheduler: SchedulerMixin, step_output, sample: torch.Tensor, model_output: torch.Tensor, t,
+                  index: int) -> torch.Tensor:
+    """The clean-latent estimate x0 at this step (position `index` of `scheduler.timesteps`).
 
-    Most schedulers return it from `step` (`pred_original_sample`, in their own parameterisation: epsilon,
-    v or sample prediction, sigma- or alpha-scaled latents). Multistep solvers that do not (DPM-Solver++,
-    UniPC) run on the variance-preserving schedule x_t = sqrt(a_t) x0 + sqrt(1 - a_t) eps, where
+    Flow-matching schedulers return none (diffusers 0.42); on the rectified-flow path
+    x_t = (1 - sigma) x0 + sigma eps the model predicts the velocity v = eps - x0, so
+
+        flow:          x0 = x_t - sigma v,   sigma = scheduler.sigmas[index]
+
+    (their `sigmas` run parallel to `timesteps`, Heun's repeated points included). Most diffusion schedulers
+    return x0 from `step` (`pred_original_sample`, in their own parameterisation: epsilon, v or sample
+    prediction, sigma- or alpha-scaled latents). Multistep solvers that do not (DPM-Solver++, UniPC) run on
+    the variance-preserving schedule x_t = sqrt(a_t) x0 + sqrt(1 - a_t) eps, where
 
         epsilon:       x0 = (x_t - sqrt(1 - a_t) eps) / sqrt(a_t)
         v_prediction:  x0 = sqrt(a_t) x_t - sqrt(1 - a_t) v
@@ -102,6 +110,9 @@ def x0_prediction(scheduler: SchedulerMixin, step_output, sample: torch.Tensor, 
 
     with a_t = alphas_cumprod[t]; any other prediction type is refused rather than guessed.
     """
+    if scheduler_kind(scheduler) == "flow":
+        sigma = scheduler.sigmas[index].to(sample.device, sample.dtype)
+        return sample - sigma * model_output
     x0 = getattr(step_output, "pred_original_sample", None)
     if x0 is not None:
         return x0
@@ -147,17 +158,19 @@ def integrate(
 
     `generators` (one per image) drive the stochastic samplers' fresh noise. `on_step(i, latents, x0)`
     sees every step. A sub-range resumes mid-trajectory, which search over paths needs: that is exact for
-    schedulers whose step depends only on (t, x_t) (DDIM, DDPM), see `Sampler.resumable`.
+    schedulers whose step depends only on (t, x_t) (DDIM, DDPM, flow Euler), see `Sampler.resumable`; flow
+    schedulers count their steps, so resume on a fresh one whose begin index is the sub-range's start.
     """
     trajectory = Trajectory(latents)
+    flow = scheduler_kind(scheduler) == "flow"
     for i in indices:
         t = scheduler.timesteps[i]
-        model_input = scheduler.scale_model_input(latents, t)
+        model_input = latents if flow else scheduler.scale_model_input(latents, t)  # a flow model reads x_t as is
         output = guided_output(denoiser, model_input, t, cond, uncond, guidance)
         # Only stochastic schedulers take a generator (deterministic ones reject the argument).
         noise_source = {"generator": generators} if generators is not None else {}
         step = scheduler.step(output, t, latents, return_dict=True, **noise_source)
-        x0 = x0_prediction(scheduler, step, latents, output, t) if keep_x0 or on_step is not None else None
+        x0 = x0_prediction(scheduler, step, latents, output, t, i) if keep_x0 or on_step is not None else None
         latents = step.prev_sample
         if keep_x0:
             trajectory.x0_predictions.append(x0)
@@ -165,6 +178,12 @@ def integrate(
             on_step(i, latents, x0)
     trajectory.latents = latents
     return trajectory
+
+
+def set_schedule(scheduler: SchedulerMixin, steps: int, device, options: dict | None = None) -> None:
+    """The scheduler's timesteps for `steps` steps; `options` are the model's extra `set_timesteps` arguments
+    (FLUX's dynamic shifting needs `mu`, from the image size)."""
+    scheduler.set_timesteps(steps, device=device, **(options or {}))
 
 
 def denoise(
@@ -178,11 +197,12 @@ def denoise(
     generators: list[torch.Generator] | None = None,
     keep_x0: bool = False,
     on_step: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
+    schedule_options: dict | None = None,
 ) -> Trajectory:
-    """Integrate from pure noise to x0 with `steps` scheduler steps.
+    """Integrate from pure noise to x0 with `steps` scheduler steps (`schedule_options`: see `set_schedule`).
 
     `noise` is unit Gaussian; the loop scales it to the scheduler's initial sigma.
     """
-    scheduler.set_timesteps(steps, device=noise.device)
-    return integrate(denoiser, scheduler, noise * scheduler.init_noise_sigma, cond, uncond, guidance,
+    set_schedule(scheduler, steps, noise.device, schedule_options)
+    return integrate(denoiser, scheduler, noise * init_noise_sigma(scheduler), cond, uncond, guidance,
                      range(len(scheduler.timesteps)), generators, keep_x0, on_step)

@@ -4,10 +4,16 @@ The scheduler does the sampling math; a sampler entry says which scheduler, how 
 denoiser evaluations a schedule of `steps` costs, and what search may do with it. Every scheduler is
 built from the model's own training schedule (`from_config`), so a sampler means the same thing for a
 toy checkpoint and for Stable Diffusion. Add a sampler with one `register_sampler(Sampler(...))` call.
+
+A sampler serves one kind of model, read from the model's scheduler config (`model_kind`): "diffusion"
+(a noise schedule x_t = alpha_t x0 + sigma_t eps, epsilon / v / sample prediction) or "flow" (rectified flow
+x_t = (1 - sigma) x0 + sigma eps, velocity prediction: FLUX, SD3). Their schedulers are not interchangeable,
+so a sampler of the other kind is refused by name rather than run on the wrong parameterisation.
 """
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -17,8 +23,36 @@ from diffscale.registry import Registry
 diffusers = lazy_import("diffusers")
 
 
+MODEL_KINDS = ("diffusion", "flow")
+
+# Schedule options of diffusers' flow schedulers that change the sigmas; a sampler whose scheduler lacks one the
+# model sets (FlowMatchHeun has no dynamic shifting, which FLUX uses) would silently sample another schedule.
+FLOW_SCHEDULE_OPTIONS = ("use_dynamic_shifting", "shift_terminal", "invert_sigmas", "use_karras_sigmas",
+                         "use_exponential_sigmas", "use_beta_sigmas")
+
+
 def one_per_step(steps: int) -> int:
     return steps
+
+
+def model_kind(training_config: dict) -> str:
+    """The model's kind, "flow" or "diffusion": the scheduler class its config names (FlowMatch...), else the
+    flow schedulers' own keys (`shift`, `use_dynamic_shifting`; diffusion solvers call theirs `flow_shift`)."""
+    name = training_config.get("_class_name")
+    if name:
+        return "flow" if name.startswith("FlowMatch") else "diffusion"
+    return "flow" if "shift" in training_config or training_config.get("use_dynamic_shifting") else "diffusion"
+
+
+def scheduler_kind(scheduler) -> str:
+    """The kind of model a built scheduler integrates (its class, not its config: `from_config` keeps unknown keys)."""
+    return model_kind({"_class_name": type(scheduler).__name__})
+
+
+def init_noise_sigma(scheduler) -> float:
+    """The scale of the unit noise a trajectory starts from: diffusion schedulers say it; a flow trajectory
+    starts at x = eps (sigma_max = 1), as diffusers' flow pipelines start it."""
+    return scheduler.init_noise_sigma if scheduler_kind(scheduler) == "diffusion" else 1.0
 
 
 @dataclass(frozen=True)
@@ -30,10 +64,24 @@ class Sampler:
     evaluations: Callable[[int], int] = one_per_step  # denoiser evaluations of one trajectory of `steps` steps
     stochastic: bool = False  # draws fresh noise at each step (needs per-image generators)
     resumable: bool = False  # a step depends only on (t, x_t): a trajectory may stop and resume anywhere
+    serves: str = "diffusion"  # the model kind it samples (`MODEL_KINDS`, see `model_kind`)
 
     def make(self, training_config: dict):
-        """A fresh scheduler over the model's training noise schedule."""
-        return getattr(diffusers, self.scheduler).from_config(training_config, **self.settings)
+        """A fresh scheduler over the model's training noise schedule (refused for a model of another kind)."""
+        kind = model_kind(training_config)
+        name = training_config.get("_class_name") or "(class not recorded in its config)"
+        if kind != self.serves:
+            fits = [n for n, s in SAMPLERS.items() if s.serves == kind]
+            raise ValueError(f"sampler {self.name!r} serves {self.serves} models, but the model's scheduler {name} is a "
+                             f"{kind} one; samplers that fit it: {fits}")
+        cls = getattr(diffusers, self.scheduler)
+        known = inspect.signature(cls.__init__).parameters
+        lost = [key for key in FLOW_SCHEDULE_OPTIONS if training_config.get(key) and key not in known]
+        if lost:
+            fits = [n for n, s in SAMPLERS.items() if s.serves == kind and s.scheduler != self.scheduler]
+            raise ValueError(f"sampler {self.name!r}: {self.scheduler} has no {lost}, which the model's scheduler {name} "
+                             f"sets; samplers that keep its schedule: {fits}")
+        return cls.from_config(training_config, **self.settings)
 
 
 SAMPLERS: Registry[Sampler] = Registry("sampler")
@@ -61,3 +109,16 @@ register_sampler(Sampler("heun", "HeunDiscreteScheduler", "Heun 2nd order (2 NFE
 register_sampler(Sampler("euler-ancestral", "EulerAncestralDiscreteScheduler", "Euler ancestral",
                          {"timestep_spacing": "linspace"}, stochastic=True))
 register_sampler(Sampler("unipc", "UniPCMultistepScheduler", "UniPC, Zhao et al. 2023", {"timestep_spacing": "linspace"}))
+
+# Flow matching: the model's own shift / dynamic shifting come with its config (FLUX passes `mu` through
+# `set_schedule`). An Euler step reads only sigma_i, sigma_i+1 and x_t, so a trajectory resumes anywhere.
+register_sampler(Sampler("flow-euler", "FlowMatchEulerDiscreteScheduler", "flow-matching Euler (FLUX, SD3)",
+                         {"stochastic_sampling": False}, resumable=True, serves="flow"))
+# Like Heun above: two evaluations per step but the last, a plain Euler step to sigma = 0 (counted in the tests).
+register_sampler(Sampler("flow-heun", "FlowMatchHeunDiscreteScheduler", "flow-matching Heun 2nd order",
+                         evaluations=lambda steps: 2 * steps - 1, serves="flow"))
+# diffusers' stochastic option: x_{i+1} = (1 - sigma_i+1) x0_hat + sigma_i+1 eps, fresh eps from the per-image
+# generators, i.e. the step re-noises the x0 prediction with the flow's forward marginal.
+register_sampler(Sampler("flow-euler-stochastic", "FlowMatchEulerDiscreteScheduler",
+                         "flow-matching Euler, re-noising x0 with fresh noise each step", {"stochastic_sampling": True},
+                         stochastic=True, resumable=True, serves="flow"))

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Callable
 
 from diffscale.lazy import lazy_import
 from diffscale.registry import Registry
-from diffscale.sampling.loop import Conditioning, CountingDenoiser, denoise, gaussian, generators_for, take
+from diffscale.sampling.loop import Conditioning, CountingDenoiser, denoise, gaussian, generators_for, set_schedule, take
 from diffscale.seeds import derive_seed
 
 if TYPE_CHECKING:
@@ -86,6 +86,7 @@ class SearchProblem:
     verifier: object  # a `diffscale.verifiers` Verifier
     chunk: int = 256  # trajectories per denoiser batch
     intermediate_step: int | None = None  # whose x0 a verifier of whole trajectories compares with the result
+    schedule_options: dict = field(default_factory=dict)  # the model's extra `set_timesteps` arguments (FLUX: mu)
 
     @property
     def device(self) -> torch.device:
@@ -94,6 +95,19 @@ class SearchProblem:
     @property
     def dtype(self) -> torch.dtype:
         return self.denoiser.model.dtype
+
+
+def scheduler_at(problem: SearchProblem, position: int = 0) -> SchedulerMixin:
+    """A fresh scheduler of the cell's sampler, its timesteps set, whose next step is at `position`.
+
+    Flow schedulers count their steps instead of reading t, so a trajectory resumed mid-way needs its begin
+    index; the schedulers without one read t.
+    """
+    scheduler = problem.make_scheduler()
+    set_schedule(scheduler, problem.steps, problem.device, problem.schedule_options)
+    if hasattr(scheduler, "set_begin_index"):
+        scheduler.set_begin_index(position)
+    return scheduler
 
 
 @dataclass
@@ -125,6 +139,7 @@ def trajectories(problem: SearchProblem, noise: torch.Tensor, generators: list[t
             problem.denoiser, problem.make_scheduler(), noise[rows].to(problem.device, problem.dtype),
             take(problem.cond, index), take(problem.uncond, index), problem.guidance, problem.steps,
             generators=generators[rows] if problem.stochastic else None, on_step=on_step,
+            schedule_options=problem.schedule_options,
         )
         finals.append(trajectory.latents)
         if problem.intermediate_step is not None:

@@ -1,8 +1,8 @@
 """Feynman-Kac steering (Singhal et al. 2025): sequential Monte Carlo over particles of a stochastic sampler.
 
-K particles per image run a stochastic sampler (DDPM, Euler ancestral). Every `interval` steps the
-verifier scores each particle's x0 prediction r_t and the particles are resampled (multinomially, within
-their image) in proportion to a potential G_t:
+K particles per image run a stochastic sampler (DDPM, Euler ancestral, stochastic flow Euler). Every
+`interval` steps the verifier scores each particle's x0 prediction r_t and the particles are resampled
+(multinomially, within their image) in proportion to a potential G_t:
 
     difference:  G_t = exp(lambda (r_t - r_prev))       (the product telescopes to exp(lambda r))
     max:         G_t = exp(lambda max(r_t, r_max))
@@ -19,8 +19,9 @@ from __future__ import annotations
 
 from diffscale.lazy import lazy_import
 from diffscale.sampling.loop import integrate, take
+from diffscale.sampling.samplers import init_noise_sigma
 from diffscale.search.base import (
-    Algorithm, SearchProblem, SearchResult, generators_for, register_algorithm, seeded_candidates, verify,
+    Algorithm, SearchProblem, SearchResult, generators_for, register_algorithm, scheduler_at, seeded_candidates, verify,
 )
 from diffscale.seeds import derive_seed
 
@@ -55,10 +56,9 @@ def resample(weights: torch.Tensor, generators: list[torch.Generator]) -> torch.
 
 def search(problem: SearchProblem, budget: int, options: dict) -> SearchResult:
     lam, kind, interval = options["lambda"], options["potential"], options["interval"]
-    scheduler = problem.make_scheduler()
-    scheduler.set_timesteps(problem.steps, device=problem.device)
+    scheduler = scheduler_at(problem)  # one for all intervals: they follow each other, as the scheduler counts them
     noise, generators, slots, _ = seeded_candidates(problem, budget)
-    latents = noise.to(problem.device, problem.dtype) * scheduler.init_noise_sigma
+    latents = noise.to(problem.device, problem.dtype) * init_noise_sigma(scheduler)
     n_slots, state = len(problem.seeds), {}
     log_lineage = torch.zeros(len(latents))
     resamplers = generators_for([derive_seed(seed, "fk-steering") for seed in problem.seeds])

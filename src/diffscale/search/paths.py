@@ -2,14 +2,18 @@
 
 N paths are denoised from their starting noise up to step s0 = round(start x steps). Then, round after
 round, each kept path at step i is copied M times, every copy is pushed back f steps with the forward
-noising kernel of the scheduler's own noise schedule (alpha-bar),
+noising kernel of the model's own noise schedule, t' = timesteps[i - f] > t. Both kinds of model noise as
+x_t = s_t x0 + n_t eps (diffusion: s = sqrt(abar), n = sqrt(1 - abar); rectified flow: s = 1 - sigma,
+n = sigma, sigma from the scheduler's `sigmas`), and the Gaussian Markov kernel with those marginals is
 
-    x_{t'} = sqrt(abar_t' / abar_t) x_t + sqrt(1 - abar_t' / abar_t) eps,   t' = timesteps[i - f] > t,
+    x_{t'} = (s_t' / s_t) x_t + sqrt(n_t'^2 - (s_t' / s_t)^2 n_t^2) eps:
 
-and integrated b > f steps forward again (a net advance of b - f). The verifier scores each copy's x0
+its mean is s_t' x0 and its variance n_t'^2. For diffusion that is sqrt(abar_t' / abar_t) x_t +
+sqrt(1 - abar_t' / abar_t) eps; for flow, from sigma = 0, it is the scheduler's own `scale_noise`. Each copy
+is then integrated b > f steps forward again (a net advance of b - f). The verifier scores each copy's x0
 prediction; the best N of the N x M copies of a slot survive. The last round reaches the end of the
 schedule and the verifier's favourite final image is the result. Resuming mid-trajectory needs a
-scheduler whose step depends only on (t, x_t): DDIM or DDPM.
+scheduler whose step depends only on (t, x_t): DDIM, DDPM, flow Euler (stochastic or not).
 
     NFE per image = N s0 + N M sum over rounds of (end_r - (i_r - f)),   times 2 with CFG
 """
@@ -18,8 +22,10 @@ from __future__ import annotations
 
 from diffscale.lazy import lazy_import
 from diffscale.sampling.loop import integrate, take
+from diffscale.sampling.samplers import init_noise_sigma, scheduler_kind
 from diffscale.search.base import (
-    Algorithm, SearchProblem, SearchResult, gaussian, generators_for, register_algorithm, seeded_candidates, verify,
+    Algorithm, SearchProblem, SearchResult, gaussian, generators_for, register_algorithm, scheduler_at, seeded_candidates,
+    verify,
 )
 from diffscale.seeds import derive_seed
 
@@ -41,10 +47,27 @@ def rounds(steps: int, start: float, forward: int, backward: int) -> tuple[int, 
     return first, spans
 
 
-def _integrate(problem, scheduler, latents, slots, indices, generators, keep_last_x0):
+def scales(scheduler, position: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(s_t, n_t) at step `position`: x_t = s_t x0 + n_t eps on the scheduler's schedule (see above)."""
+    if scheduler_kind(scheduler) == "flow":
+        sigma = scheduler.sigmas[position].double()
+        return 1 - sigma, sigma
+    abar = scheduler.alphas_cumprod[int(scheduler.timesteps[position])].double()
+    return abar.sqrt(), (1 - abar).sqrt()
+
+
+def forward_kernel(scheduler, position: int, back_to: int) -> tuple[float, float]:
+    """(a, b) with x_{t'} = a x_t + b eps taking step `position` back to the noisier step `back_to`."""
+    signal, noise = scales(scheduler, position)
+    signal_back, noise_back = scales(scheduler, back_to)
+    a = signal_back / signal
+    return float(a), float((noise_back**2 - a**2 * noise**2).clamp(min=0).sqrt())
+
+
+def _integrate(problem, latents, slots, indices, generators, keep_last_x0):
     last = {}
-    trajectory = integrate(problem.denoiser, scheduler, latents, take(problem.cond, slots), take(problem.uncond, slots),
-                           problem.guidance, indices, generators if problem.stochastic else None,
+    trajectory = integrate(problem.denoiser, scheduler_at(problem, indices.start), latents, take(problem.cond, slots),
+                           take(problem.uncond, slots), problem.guidance, indices, generators if problem.stochastic else None,
                            on_step=(lambda i, x, x0: last.update(x0=x0)) if keep_last_x0 else None)
     return trajectory.latents, last.get("x0")
 
@@ -52,11 +75,10 @@ def _integrate(problem, scheduler, latents, slots, indices, generators, keep_las
 def search(problem: SearchProblem, budget: int, options: dict) -> SearchResult:
     copies, forward, backward = options["copies"], options["forward"], options["backward"]
     start, spans = rounds(problem.steps, options["start"], forward, backward)
-    scheduler = problem.make_scheduler()
-    scheduler.set_timesteps(problem.steps, device=problem.device)
+    schedule = scheduler_at(problem)  # read for its noise levels; each integration gets a fresh one
     noise, generators, slots, _ = seeded_candidates(problem, budget)
-    latents = noise.to(problem.device, problem.dtype) * scheduler.init_noise_sigma
-    latents, _ = _integrate(problem, scheduler, latents, slots, range(start), generators, False)
+    latents = noise.to(problem.device, problem.dtype) * init_noise_sigma(schedule)
+    latents, _ = _integrate(problem, latents, slots, range(start), generators, False)
     n_slots = len(problem.seeds)
     history = [{"round_best": []} for _ in range(n_slots)]
     position = start
@@ -67,11 +89,10 @@ def search(problem: SearchProblem, budget: int, options: dict) -> SearchResult:
         per_slot = budget * copies  # a slot's copies are adjacent; seeds index them within their slot
         seeds = [derive_seed(problem.seeds[int(s)], "paths", r, j % per_slot) for j, s in enumerate(copy_slots.tolist())]
         generators = generators_for(seeds)
-        abar = scheduler.alphas_cumprod.to(problem.device)
-        ratio = abar[int(scheduler.timesteps[begin])] / abar[int(scheduler.timesteps[position])]
+        a, b = forward_kernel(schedule, position, begin)
         eps = gaussian(generators, problem.shape).to(problem.device, problem.dtype)
-        branched = ratio.sqrt() * latents[rows] + (1 - ratio).sqrt() * eps
-        branched, x0 = _integrate(problem, scheduler, branched, copy_slots, range(begin, end), generators, end < problem.steps)
+        branched = a * latents[rows] + b * eps
+        branched, x0 = _integrate(problem, branched, copy_slots, range(begin, end), generators, end < problem.steps)
         scores = verify(problem, x0 if end < problem.steps else branched, copy_slots)
         keep = 1 if end == problem.steps else budget
         top = scores.view(n_slots, per_slot).topk(keep, dim=1)
