@@ -8,7 +8,6 @@ real and meta devices. Tokenizers are fitted to the captions here, so nothing co
 
 from __future__ import annotations
 
-import inspect
 import json
 from types import SimpleNamespace
 
@@ -189,29 +188,17 @@ LATENT_SHAPES = {"sd": (4, 8, 8), "sdxl": (4, 8, 8), "dit": (4, 8, 8), "pixart":
                  "flux": (16, 64)}  # FLUX: 4 x 4 packed tokens of 2 x 2 x 16 latent values
 
 
-# Flow-matching schedulers (FLUX, SD3) run in the loop, take schedule options and give x0 predictions with
-# the flow-sampling work of issue 12 (`denoise(..., schedule_options=)`); the flow families' loop tests wait
-# for it, their conditioning, call and cost are tested here without the loop.
-FLOW_LOOP = "schedule_options" in inspect.signature(denoise).parameters
-needs_flow_loop = pytest.mark.skipif(not FLOW_LOOP, reason="needs the flow-matching sampling loop (issue 12, item 2)")
-
-
-def families(names):
-    return [pytest.param(n, marks=needs_flow_loop) if n in FLOW else n for n in sorted(names)]
-
-
 def sample(pipeline, family, cond, uncond, guidance, steps, noise, keep_x0=False):
     """The sampling loop as a cell runs it: the family's call, guidance inputs and schedule options."""
     denoiser = CountingDenoiser(family.backbone(pipeline), family.call)
     cond, uncond, guidance = guidance_inputs(family, pipeline, cond, uncond, guidance)
     options = family.schedule_options(pipeline, noise.shape[1:], steps)
-    schedule = {"schedule_options": options} if FLOW_LOOP else {}
-    assert FLOW_LOOP or not options
-    trajectory = denoise(denoiser, pipeline.scheduler, noise, cond, uncond, guidance, steps, keep_x0=keep_x0, **schedule)
+    trajectory = denoise(denoiser, pipeline.scheduler, noise, cond, uncond, guidance, steps, keep_x0=keep_x0,
+                         schedule_options=options)
     return denoiser, trajectory
 
 
-@pytest.mark.parametrize("name", families(BUILDERS))
+@pytest.mark.parametrize("name", sorted(BUILDERS))
 def test_family_samples_decodes_and_costs(pipelines, name):
     pipeline = pipelines[name]
     family = family_of(pipeline)
@@ -276,7 +263,7 @@ PIPELINE_CALLS = {  # each pipeline's own __call__ at the family's settings
 }
 
 
-@pytest.mark.parametrize("name", families(PIPELINE_CALLS))
+@pytest.mark.parametrize("name", sorted(PIPELINE_CALLS))
 def test_family_loop_reproduces_the_pipeline(pipelines, name):
     """The family's conditioning, call, guidance, schedule and decoding give the images of diffusers' own
     pipeline from the same starting latents: the family copies the pipeline, it does not approximate it."""
@@ -333,7 +320,6 @@ class Brightness:
         return images.float().mean((1, 2, 3))
 
 
-@needs_flow_loop
 def test_random_search_on_flux_counts_one_evaluation_per_step(pipelines):
     """Best-of-N on the guidance-distilled model: N trajectories of one evaluation per step, no CFG pair."""
     pipeline = pipelines["flux"]
@@ -458,11 +444,11 @@ def tiny_clip(tmp_path_factory):
     return out
 
 
-# FLUX, SD3 and PixArt reach the block sampler once block.py passes the family's call, guidance inputs and
-# schedule options (the integrator's part of issue 12).
-@pytest.mark.parametrize("name", ["dit", "sd", "sdxl"])
+@pytest.mark.parametrize("name", sorted(BUILDERS))
 def test_block_sampler_searches_with_a_verifier_on_every_family(folders, tiny_clip, tmp_path, monkeypatch, name):
-    """The whole sampling job on a real pipeline class: a local model entry, search cells, the ledger."""
+    """The whole sampling job on a real pipeline class: a local model entry, search cells, the ledger. Flow
+    models sample with the stochastic flow sampler (FK steering needs fresh noise); FLUX.1-dev's guidance is
+    an input (one evaluation per step), the others' a CFG pair."""
     from diffscale import prompts as prompt_sets
     from diffscale.cells import Cell, Paths
     from diffscale.config import resolve
@@ -470,24 +456,28 @@ def test_block_sampler_searches_with_a_verifier_on_every_family(folders, tiny_cl
     from diffscale.sampling.block import sample_block
 
     monkeypatch.chdir(tmp_path)
+    sampler = "flow-euler-stochastic" if name in FLOW else "ddpm"
     params = resolve({
-        "study": "families", "seed": 0, "device": "cpu", "models": {name: {"source": "local", "path": str(folders[name])}},
+        "study": "families", "seed": 0, "device": "cpu",
+        "models": {name: {"source": "local", "path": str(folders[name])} | ({"guidance": "embedded"} if name == "flux" else {})},
         "prompt_sets": {"p": {"kind": "fetched", "input": "drawbench", "size": 2}},
         "sampling": {"batch_size": 2}, "scoring": {"metrics": []},
         "verifiers": {"clip": {"kind": "clip-score", "model": f"local-dir:{tiny_clip}"}},
-        "grids": [{"models": [name], "samplers": ["ddpm"], "steps": [3], "guidance": [2.0], "prompt_sets": ["p"],
+        "grids": [{"models": [name], "samplers": [sampler], "steps": [3], "guidance": [2.0], "prompt_sets": ["p"],
                    "search": {"algorithms": ["random", "fk-steering"], "verifiers": ["clip"], "budgets": [2]}}],
     })
     paths = Paths.of(params)
     prepare_model(params["models"][name], paths.model(name))
     prompt_sets.write(paths.prompt_set("p"), prompts(name))
-    cells = [Cell(name, "ddpm", 3, 2.0, "p", search, verifier, budget)
+    cells = [Cell(name, sampler, 3, 2.0, "p", search, verifier, budget)
              for search, verifier, budget in (("none", "none", 0), ("random", "clip", 2), ("fk-steering", "clip", 2))]
     for cell in cells:
         sample_block(params, paths.block_of(cell), [cell], paths, progress=False)
         ledger = json.loads((paths.samples(cell) / "ledger.json").read_text())
         records = [json.loads(line) for line in (paths.samples(cell) / "records.jsonl").read_text().splitlines()]
-        assert ledger["nfe_per_image"] == 2 * 3 * max(cell.budget, 1)
+        per_step = 1 if name == "flux" else 2
+        assert ledger["nfe_per_image"] == ledger["nfe_per_image_expected"] == per_step * 3 * max(cell.budget, 1)
+        assert ledger["nfe_per_image_nocfg"] == 3 * max(cell.budget, 1)
         assert ledger["gflops_per_nfe"] > 0
         assert (ledger["verifier_images"] > 0) == (cell.search != "none")
         assert len(records) == 2 and all((cell.verifier in r["verifier_scores"]) == (cell.search != "none") for r in records)

@@ -19,7 +19,7 @@ from diffscale.estimate import study_cost
 
 BIN = Path(sys.executable).parent
 ENV = os.environ | {"PATH": str(BIN) + os.pathsep + os.environ.get("PATH", "")}
-CONFIGS = ["config/ldm-scaling.yaml", "config/search-scaling.yaml"]
+CONFIGS = ["config/ldm-scaling.yaml", "config/search-scaling.yaml", "config/flow-scaling.yaml"]
 
 
 def run(cmd, cwd) -> str:

@@ -14,10 +14,20 @@ from diffscale.search import ALGORITHMS
 pd = lazy_import("pandas")
 
 
+def embedded_guidance(params: dict, model: str) -> bool:
+    """A guidance-distilled model (FLUX.1-dev) takes the guidance scale as an input: no CFG pair."""
+    return params["models"][model].get("guidance", "classifier-free") == "embedded"
+
+
+def evaluations_per_step(params: dict, cell: Cell) -> int:
+    """2 for a classifier-free guidance pair, 1 without guidance or with guidance embedded in the model."""
+    return 1 if cell.guidance == 1.0 or embedded_guidance(params, cell.model) else 2
+
+
 def nfe_per_image(params: dict, cell: Cell) -> float:
     """Denoiser evaluations per final image, a CFG pair counting 2, from the registries' formulas: the
     sampler's evaluations per trajectory times the search algorithm's trajectories per image."""
-    nfe = SAMPLERS[cell.sampler].evaluations(cell.steps) * (1 if cell.guidance == 1.0 else 2)
+    nfe = SAMPLERS[cell.sampler].evaluations(cell.steps) * evaluations_per_step(params, cell)
     if cell.search != "none":
         nfe *= ALGORITHMS[cell.search].trajectories(cell.steps, cell.budget, params["search"][cell.search])
     return nfe

@@ -10,6 +10,7 @@ cells of a study are paired image for image, and a search's first candidate is t
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import logging
 import platform
@@ -26,10 +27,10 @@ from diffscale.atomic import atomic_directory
 from diffscale.cache import CellCache, key_of, library_versions, link_tree
 from diffscale.cells import Block, Cell, Paths
 from diffscale.codeversion import code_version
-from diffscale.estimate import nfe_per_image
+from diffscale.estimate import embedded_guidance, evaluations_per_step, nfe_per_image
 from diffscale.manifest import content_hash, file_hash, verify
 from diffscale.models import gpu
-from diffscale.models.families import family_of
+from diffscale.models.families import family_of, guidance_inputs
 from diffscale.models.flops import backbone_gflops_per_nfe
 from diffscale.models.zoo import load_pipeline, pick_device
 from diffscale.sampling.loop import CountingDenoiser, denoise, initial_noise, take
@@ -64,6 +65,12 @@ class BlockSampler:
         self.pipeline = gpu.configure(load_pipeline(paths.model(block.model), self.device, self.dtype), params["execution"])
         self.family = family_of(self.pipeline)
         self.shape = self.family.latent_shape(self.pipeline)
+        declared = embedded_guidance(params, block.model)
+        if declared != self.family.embedded_guidance(self.pipeline):
+            raise ValueError(
+                f"models.{block.model}.guidance: the study says {'embedded' if declared else 'classifier-free'} but the "
+                f"{type(self.pipeline).__name__} loaded {'does not embed' if declared else 'embeds'} the guidance scale; "
+                f"set it to {'classifier-free' if declared else 'embedded'} (allowed: classifier-free, embedded)")
         self.paths = paths
         self.verifiers: dict = {}  # loaded when a cell first searches with them
         self.load_seconds = time.perf_counter() - started
@@ -82,7 +89,21 @@ class BlockSampler:
         self.encode_seconds = time.perf_counter() - started
         # One single-sample pass of the backbone with a real conditioning row, counted on the meta device.
         first = take(self.batches[0][1], torch.tensor([0]))
-        self.gflops_per_nfe = backbone_gflops_per_nfe(self.family.backbone(self.pipeline), self.shape, first, meta=True)
+        self.gflops_per_nfe = backbone_gflops_per_nfe(self.family.backbone(self.pipeline), self.shape,
+                                                      self.guided(first, first, 1.0)[0], meta=True, call=self.family.call)
+
+    def guided(self, cond, uncond, guidance: float):
+        """The conditioning and the loop's CFG scale for `guidance` (embedded in the inputs of a distilled model)."""
+        return guidance_inputs(self.family, self.pipeline, cond, uncond, guidance)
+
+    def schedule_options(self, cell: Cell) -> dict:
+        """The model's own `set_timesteps` arguments for this cell (FLUX: mu, and its sigmas for the schedulers
+        that take explicit sigmas; FlowMatch Heun does not)."""
+        takes_sigmas = "sigmas" in inspect.signature(SAMPLERS[cell.sampler].scheduler_class().set_timesteps).parameters
+        return self.family.schedule_options(self.pipeline, self.shape, steps=cell.steps if takes_sigmas else None)
+
+    def denoiser(self) -> CountingDenoiser:
+        return CountingDenoiser(self.family.backbone(self.pipeline), call=self.family.call)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -96,9 +117,11 @@ class BlockSampler:
     def search_problem(self, cell: Cell, denoiser, cond, uncond, seeds, prompts) -> SearchProblem:
         verifier = self.verifier(cell.verifier)
         level = verifier.intermediate_level
+        cond, uncond, guidance = self.guided(cond, uncond, cell.guidance)
         return SearchProblem(
             denoiser=denoiser, make_scheduler=lambda: make_scheduler(cell.sampler, self.pipeline.scheduler.config),
-            stochastic=SAMPLERS[cell.sampler].stochastic, steps=cell.steps, guidance=cell.guidance,
+            stochastic=SAMPLERS[cell.sampler].stochastic, steps=cell.steps, guidance=guidance,
+            schedule_options=self.schedule_options(cell),
             cond=cond, uncond=uncond, seeds=seeds, prompts=prompts, shape=self.shape, decode=self.decode,
             # As many trajectories per denoiser batch as slots: an out-of-memory retry with fewer slots shrinks both.
             verifier=verifier, chunk=len(seeds),
@@ -109,7 +132,7 @@ class BlockSampler:
         seconds = {"load (block share)": self.load_seconds / n_cells, "encode_prompts (block share)": self.encode_seconds / n_cells,
                    "denoise (incl. search)": 0.0, "decode": 0.0, "write": 0.0}
         scheduler = make_scheduler(cell.sampler, self.pipeline.scheduler.config)
-        denoiser = CountingDenoiser(self.family.backbone(self.pipeline))
+        denoiser = self.denoiser()
         stochastic = SAMPLERS[cell.sampler].stochastic
         verifier = self.verifier(cell.verifier) if cell.search != "none" else None
         verifier_before = dataclasses.replace(verifier.cost) if verifier else None
@@ -128,8 +151,10 @@ class BlockSampler:
                     with torch.no_grad():
                         if cell.search == "none":
                             noise, generators = initial_noise(row_seeds, self.shape, self.device)
+                            row_cond, row_uncond, guidance = self.guided(row_cond, row_uncond, cell.guidance)
                             latents = denoise(denoiser, scheduler, noise.to(denoiser.model.dtype), row_cond, row_uncond,
-                                              cell.guidance, cell.steps, generators=generators if stochastic else None).latents
+                                              guidance, cell.steps, generators=generators if stochastic else None,
+                                              schedule_options=self.schedule_options(cell)).latents
                             return [(x, None) for x in latents]
                         prompts = [batch[i][0]["prompt"] for i in rows]
                         problem = self.search_problem(cell, denoiser, row_cond, row_uncond, row_seeds, prompts)
@@ -183,7 +208,7 @@ class BlockSampler:
             "nfe_total": denoiser.nfe,
             "nfe_per_image": nfe,
             "nfe_per_image_expected": expected,
-            "nfe_per_image_nocfg": nfe / 2 if cell.guidance != 1.0 else nfe,
+            "nfe_per_image_nocfg": nfe / evaluations_per_step(self.params, cell),
             "denoiser_params": sum(p.numel() for p in self.family.backbone(self.pipeline).parameters()),
             "gflops_per_nfe": self.gflops_per_nfe,
             "gflops_per_image": self.gflops_per_nfe * nfe,
