@@ -5,13 +5,18 @@ from __future__ import annotations
 import copy
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
 
 from diffscale.config import load, resolve
 from diffscale.errors import ParamsError
+from diffscale.sampling.samplers import SAMPLERS
 from diffscale.seeds import derive_seed
+
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -19,7 +24,7 @@ def smoke(repo):
     return yaml.safe_load((repo / "config" / "smoke.yaml").read_text())
 
 
-@pytest.mark.parametrize("study_file", ["params.yaml", "config/smoke.yaml"])
+@pytest.mark.parametrize("study_file", ["params.yaml", *sorted(f"config/{p.name}" for p in (REPO / "config").glob("*.yaml"))])
 def test_shipped_studies_are_valid(repo, study_file):
     params = load(repo / study_file)
     assert params["grids"] and params["models"]
@@ -61,7 +66,7 @@ def test_training_flops_are_stated_for_real_models_and_counted_for_toy_ones(smok
 
 def test_grid_naming_an_undefined_model_lists_the_defined_ones(smoke):
     smoke["grids"][0]["models"].append("toy-w999")
-    with pytest.raises(ParamsError, match=r"grids\.0\.models: 'toy-w999' is not defined; defined: \['toy-w16', 'toy-w8'\]"):
+    with pytest.raises(ParamsError, match=r"grids\.0\.models: 'toy-w999' is not defined; defined: \['toy-flow-w8', 'toy-w16', 'toy-w8'\]"):
         resolve(smoke)
 
 
@@ -212,3 +217,17 @@ def test_building_the_dag_imports_no_heavy_library(repo, study_file):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=repo)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+
+@pytest.mark.parametrize("objective, sampler, kind", [("rectified-flow", "ddim", "flow"), (None, "flow-euler", "diffusion")])
+def test_a_sampler_of_the_other_model_kind_is_refused_before_any_job(smoke, objective, sampler, kind):
+    raw = smoke
+    raw["models"]["toy-w8"] |= {"objective": objective} if objective else {}
+    raw["grids"] = [{"models": ["toy-w8"], "samplers": [sampler], "steps": [2], "guidance": [2.0],
+                     "prompt_sets": ["toy-captions"]}]
+    with pytest.raises(ParamsError) as error:
+        resolve(raw)
+    assert f"grids.0.samplers: {sampler!r}" in str(error.value) and f"'toy-w8' is a {kind} model" in str(error.value)
+    fits = [name for name, s in SAMPLERS.items() if s.serves == kind]
+    assert str(fits) in str(error.value)

@@ -65,3 +65,32 @@ def test_tokenizer_ids_do_not_depend_on_the_process():
               "print(sorted(text.fit_tokenizer(c, 16).get_vocab().items(), key=lambda kv: kv[1]))")
     runs = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout for _ in range(3)}
     assert len(runs) == 1
+
+
+def test_diffusion_ladder_trains_to_zero_terminal_snr_with_v_targets():
+    """The last training step is pure noise (no signal leak for sampling from noise to miss) and the target is v."""
+    import torch
+    from diffusers import DDPMScheduler
+
+    from diffscale.toyworld.denoiser import TOY_SCHEDULE, v_corruption
+
+    assert DDPMScheduler.from_config(TOY_SCHEDULE).alphas_cumprod[-1] == 0
+    x0 = torch.randn(64, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    noisy, t, v = v_corruption(x0, torch.Generator().manual_seed(1))
+    abar = DDPMScheduler.from_config(TOY_SCHEDULE).alphas_cumprod[t].view(-1, 1, 1, 1)
+    # x0 = sqrt(abar) x_t - sqrt(1 - abar) v: what DDIM's v-prediction step recovers.
+    torch.testing.assert_close(abar.sqrt() * noisy - (1 - abar).sqrt() * v, x0, atol=1e-5, rtol=1e-5)
+
+
+def test_flow_ladder_targets_the_velocity_of_the_straight_path():
+    """x0 = x_s - s v with s = timestep / 1000: what the flow samplers' x0 prediction and Euler step assume."""
+    import torch
+
+    from diffscale.toyworld.denoiser import rectified_flow_corruption
+
+    x0 = torch.randn(64, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    noisy, timesteps, v = rectified_flow_corruption(x0, torch.Generator().manual_seed(1))
+    s = (timesteps / 1000).view(-1, 1, 1, 1)
+    assert 0 < s.min() and s.max() < 1
+    torch.testing.assert_close(noisy - s * v, x0, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(noisy + (1 - s) * v, v + x0, atol=1e-5, rtol=1e-5)  # the path ends at eps = v + x0

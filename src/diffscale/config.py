@@ -9,6 +9,7 @@ verifier's x0 predictions, a metric's inputs) come from the registries; this mod
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from diffscale.cells import uses_toyworld
 from diffscale.errors import ParamsError
 from diffscale.metrics import METRICS
 from diffscale.models.source import local_folder_problem
-from diffscale.sampling.samplers import SAMPLERS
+from diffscale.sampling.samplers import SAMPLERS, model_kind
 from diffscale.search import ALGORITHMS
 from diffscale.verifiers import VERIFIERS
 
@@ -120,6 +121,31 @@ def _model_problems(params: dict) -> list[str]:
     return problems + [f"models.{name}.training_flops: a toy model counts its training FLOPs (training-ledger.json "
                        "beside its weights); the key is for local and hf models: remove it"
                        for name, entry in params["models"].items() if entry["source"] == "toy" and "training_flops" in entry]
+
+
+def known_model_kind(entry: dict) -> str | None:
+    """"diffusion" or "flow" where the study says it before anything is fetched: a toy model's objective, a
+    local folder's scheduler config; None for a hub model (its sampler is checked when it loads)."""
+    if entry["source"] == "toy":
+        return "flow" if entry.get("objective") == "rectified-flow" else "diffusion"
+    config = Path(entry.get("path", "")).expanduser() / "scheduler" / "scheduler_config.json"
+    if entry["source"] == "local" and config.is_file():
+        return model_kind(json.loads(config.read_text()))
+    return None
+
+
+def _sampler_problems(params: dict) -> list[str]:
+    """A flow-matching model needs a flow sampler and a diffusion model a diffusion one (`Sampler.serves`)."""
+    problems = []
+    for i, grid in enumerate(params["grids"]):
+        for model in (m for m in grid["models"] if m in params["models"]):  # undefined ones: `_reference_problems`
+            kind = known_model_kind(params["models"][model])
+            for sampler in grid["samplers"]:
+                if kind is not None and SAMPLERS[sampler].serves != kind:
+                    fits = [name for name, s in SAMPLERS.items() if s.serves == kind]
+                    problems.append(f"grids.{i}.samplers: {sampler!r} samples {SAMPLERS[sampler].serves} models, but "
+                                    f"{model!r} is a {kind} model; samplers for it: {fits}")
+    return problems
 
 
 def _verifier_problems(params: dict) -> list[str]:
@@ -240,6 +266,7 @@ def resolve(raw: dict, source: str = "params") -> dict:
     params = _merge(defaults(), raw)
     params["verifiers"] = _resolve_verifiers(params["verifiers"])
     problems = _reference_problems(params) + _model_problems(params) + _verifier_problems(params) + _search_problems(params)
+    problems += _sampler_problems(params)
     problems += _scoring_problems(params)
     if problems:
         raise ParamsError(f"{source}: invalid study parameters:\n" + "\n".join(f"  - {p}" for p in problems))

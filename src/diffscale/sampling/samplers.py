@@ -25,10 +25,11 @@ diffusers = lazy_import("diffusers")
 
 MODEL_KINDS = ("diffusion", "flow")
 
-# Schedule options of diffusers' flow schedulers that change the sigmas; a sampler whose scheduler lacks one the
-# model sets (FlowMatchHeun has no dynamic shifting, which FLUX uses) would silently sample another schedule.
-FLOW_SCHEDULE_OPTIONS = ("use_dynamic_shifting", "shift_terminal", "invert_sigmas", "use_karras_sigmas",
-                         "use_exponential_sigmas", "use_beta_sigmas")
+# Schedule options that change the noise levels; a sampler whose scheduler lacks one the model sets would silently
+# sample another schedule (FlowMatchHeun has no dynamic shifting, which FLUX uses; HeunDiscrete cannot rescale
+# betas to zero terminal SNR, which the toy diffusion ladder is trained with).
+SCHEDULE_OPTIONS = ("use_dynamic_shifting", "shift_terminal", "invert_sigmas", "use_karras_sigmas",
+                    "use_exponential_sigmas", "use_beta_sigmas", "rescale_betas_zero_snr")
 
 
 def one_per_step(steps: int) -> int:
@@ -66,6 +67,9 @@ class Sampler:
     resumable: bool = False  # a step depends only on (t, x_t): a trajectory may stop and resume anywhere
     serves: str = "diffusion"  # the model kind it samples (`MODEL_KINDS`, see `model_kind`)
 
+    def scheduler_class(self) -> type:
+        return getattr(diffusers, self.scheduler)
+
     def make(self, training_config: dict):
         """A fresh scheduler over the model's training noise schedule (refused for a model of another kind)."""
         kind = model_kind(training_config)
@@ -74,9 +78,9 @@ class Sampler:
             fits = [n for n, s in SAMPLERS.items() if s.serves == kind]
             raise ValueError(f"sampler {self.name!r} serves {self.serves} models, but the model's scheduler {name} is a "
                              f"{kind} one; samplers that fit it: {fits}")
-        cls = getattr(diffusers, self.scheduler)
+        cls = self.scheduler_class()
         known = inspect.signature(cls.__init__).parameters
-        lost = [key for key in FLOW_SCHEDULE_OPTIONS if training_config.get(key) and key not in known]
+        lost = [key for key in SCHEDULE_OPTIONS if training_config.get(key) and key not in known]
         if lost:
             fits = [n for n, s in SAMPLERS.items() if s.serves == kind and s.scheduler != self.scheduler]
             raise ValueError(f"sampler {self.name!r}: {self.scheduler} has no {lost}, which the model's scheduler {name} "

@@ -126,7 +126,7 @@ def build_clip(params: dict, paths: Paths) -> None:
 
 
 def build_denoiser(params: dict, paths: Paths, model: str) -> None:
-    """Train one rung of the ladder and save it as a full Stable Diffusion pipeline folder."""
+    """Train one rung of a ladder (diffusion or flow objective) and save it as a full pipeline folder."""
     _threads(params)
     s = toy_training(params, "denoiser", model)
     images, _, captions = load_dataset(paths)
@@ -135,12 +135,13 @@ def build_denoiser(params: dict, paths: Paths, model: str) -> None:
         "tokenizer": transformers.CLIPTokenizer.from_pretrained(verified(paths.component("text_encoder")) / "tokenizer"),
         "text_encoder": transformers.CLIPTextModel.from_pretrained(paths.component("text_encoder") / "text_encoder"),
     }
+    objective = params["models"][model].get("objective", "v-prediction")
     unet, report, ledger = denoiser.fit(
         components, images, captions, params["models"][model]["width"], s["steps"], s["batch_size"], s["lr"],
-        s["uncond_probability"], _seed(params, "denoiser", model),
+        s["uncond_probability"], _seed(params, "denoiser", model), objective,
     )
     with atomic_directory(paths.model(model)) as out:
-        denoiser.save_pipeline(unet, components, out)
+        denoiser.save_pipeline(unet, components, out, objective)
         (out / "training.json").write_text(json.dumps(report | {"settings": s}, indent=2))
         ledger.write(out)
 
