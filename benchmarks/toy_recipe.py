@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from diffusers import DDPMScheduler
+from diffusers import DDIMScheduler, DDPMScheduler
 
 from diffscale.cells import Paths
 from diffscale.config import resolve
@@ -68,7 +68,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=256)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    denoiser.CORRUPTIONS["sd-epsilon"] = sd_epsilon
+    denoiser.OBJECTIVES["sd-epsilon"] = denoiser.Objective(sd_epsilon, DDIMScheduler, denoiser.SD_SCHEDULE)
     with tempfile.TemporaryDirectory(prefix="diffscale-recipe-") as tmp:
         work = Path(tmp)
         raw = yaml.safe_load((REPO / "params.yaml").read_text())

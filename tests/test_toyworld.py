@@ -94,3 +94,10 @@ def test_flow_ladder_targets_the_velocity_of_the_straight_path():
     assert 0 < s.min() and s.max() < 1
     torch.testing.assert_close(noisy - s * v, x0, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(noisy + (1 - s) * v, v + x0, atol=1e-5, rtol=1e-5)  # the path ends at eps = v + x0
+
+
+def test_the_schema_offers_exactly_the_objectives_the_trainer_knows():
+    from diffscale.schema import build
+    from diffscale.toyworld.denoiser import OBJECTIVES
+
+    assert build()["$defs"]["model"]["properties"]["objective"]["enum"] == sorted(OBJECTIVES, key=list(OBJECTIVES).index)

@@ -20,8 +20,9 @@ complete Stable Diffusion pipeline folder. Two objectives share that recipe:
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -102,7 +103,21 @@ def rectified_flow_corruption(x0: torch.Tensor, generator: torch.Generator):
 
 
 _NOISING = DDPMScheduler.from_config(TOY_SCHEDULE)
-CORRUPTIONS = {"v-prediction": v_corruption, "rectified-flow": rectified_flow_corruption}
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What a denoiser learns: how training corrupts x0 (-> input, timestep, target), and the scheduler whose
+    config, saved with the model, tells the samplers that parameterisation."""
+    corrupt: Callable
+    scheduler: type
+    schedule: dict
+
+
+OBJECTIVES = {
+    "v-prediction": Objective(v_corruption, DDIMScheduler, TOY_SCHEDULE),
+    "rectified-flow": Objective(rectified_flow_corruption, FlowMatchEulerDiscreteScheduler, FLOW_SCHEDULE),
+}
 
 
 def fit(components: dict, images: np.ndarray, captions: list[str], width: int, steps: int, batch_size: int,
@@ -114,7 +129,7 @@ def fit(components: dict, images: np.ndarray, captions: list[str], width: int, s
     )
     unet = build(width, text_encoder.config.hidden_size, latents.shape[1], latents.shape[-1])
     generator = torch.Generator().manual_seed(seed)
-    corrupt = CORRUPTIONS[objective]
+    corrupt = OBJECTIVES[objective].corrupt
 
     def loss(idx):
         noisy, timesteps, target = corrupt(latents[idx], generator)
@@ -136,11 +151,9 @@ def fit(components: dict, images: np.ndarray, captions: list[str], width: int, s
 def save_pipeline(unet: UNet2DConditionModel, components: dict, out: Path, objective: str = "v-prediction") -> None:
     """A standard Stable Diffusion folder: `DiffusionPipeline.from_pretrained(out)` loads it offline.
 
-    Its scheduler says how it was trained: DDIM over the zero-terminal-SNR schedule with v-prediction, or
-    flow matching; the samplers read it.
+    Its scheduler says how it was trained (`OBJECTIVES`), which the samplers read.
     """
-    scheduler = (DDIMScheduler.from_config(TOY_SCHEDULE) if objective == "v-prediction"
-                 else FlowMatchEulerDiscreteScheduler.from_config(FLOW_SCHEDULE))
+    scheduler = OBJECTIVES[objective].scheduler.from_config(OBJECTIVES[objective].schedule)
     pipeline = StableDiffusionPipeline(
         vae=components["vae"],
         text_encoder=components["text_encoder"],
