@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 
+from diffscale.manifest import MANIFEST
 from diffscale.metrics import fidelity, paired
 from diffscale.report.comparisons import Comparisons, ranking_checks, ranking_disagreements, with_differences
 
@@ -160,3 +164,25 @@ def test_ranking_checks_name_the_disagreements(tmp_path, reference):
     assert checks["rank_fid_infinity"].tolist() == [3, 2, 1]
     assert (checks["fid_floor"] < checks["fid_infinity"].iloc[0]).all()
     assert ranking_disagreements(checks) == ["by KID: b 2 -> 1, c 1 -> 2"]
+
+
+def test_scoring_writes_per_image_data_that_the_report_pairs(smoke_run):
+    """End to end: every scored cell has its per-image file, keyed like its records; the report's headline
+    table carries paired differences and its Table 1 the floor and ranking checks."""
+    study = smoke_run / "results" / yaml.safe_load((smoke_run / "study.yaml").read_text())["study"]
+    for scores in (study / "scores").glob("*/*.json"):
+        if scores.name == MANIFEST:
+            continue
+        per_image = paired.PerImage.load(scores.with_suffix(paired.PER_IMAGE_SUFFIX))
+        samples = study / "samples" / scores.parent.name / scores.stem / "records.jsonl"
+        records = [json.loads(line) for line in samples.read_text().splitlines()]
+        assert per_image.keys == [(r["prompt_id"], r["replicate"]) for r in records]
+        if "toy-captions" in scores.stem:
+            assert per_image.features is not None and len(per_image.features) == len(records)
+            assert paired.Reference.load(scores.parent / paired.REFERENCE_FILE).held_out is not None
+    tables = smoke_run / "reports" / study.name / "tables" / "toy-captions"
+    best = pd.read_csv(tables / "best_per_budget_fid.csv")
+    contested = best[best["runner_up_cell"].notna()]
+    assert not contested.empty and contested["difference"].notna().all()
+    checks = pd.read_csv(tables / "ranking_checks.csv")
+    assert checks["fid_floor"].notna().all() and checks["fid_infinity"].notna().all()

@@ -60,9 +60,9 @@ class Comparisons:
     def _floor(self, metric: str, cell: str) -> dict | None:
         """FID or KID of held-out real images at the cell's N against the same reference and extractor."""
         reference = self.reference(cell) if cell in self.files else None
-        if reference is None or reference.held_out is None or metric not in paired.SET_METRICS:
-            return None
-        n = len(self.per_image(cell).keys)
+        n = len(self.per_image(cell).keys) if cell in self.files else 0
+        if reference is None or reference.held_out is None or len(reference.held_out) < n or metric not in paired.SET_METRICS:
+            return None  # no held-out images (real prompt sets), or fewer than the cell's N
         return paired.floor(metric, reference, n, self.resamples, self.confidence, derive_seed(self.seed, "floor", metric, n))
 
     def fid_infinity(self, cell: str) -> float | None:
