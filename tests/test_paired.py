@@ -143,6 +143,8 @@ def test_report_calls_a_winner_only_where_the_paired_ci_excludes_zero(tmp_path, 
     out = with_differences(table, comparisons, "fid", "cell", "other")
     assert out["beyond_noise"].tolist() == [True, False]
     assert out["difference"].iloc[0] < 0 and out["difference"].iloc[1] == 0.0
+    only_first = with_differences(table, comparisons, "fid", "cell", "other", pd.Series([True, False]))
+    assert only_first["beyond_noise"].tolist() == [True, None]
     missing = with_differences(pd.DataFrame({"cell": ["big"], "other": ["absent"]}), comparisons, "fid", "cell", "other")
     assert missing["beyond_noise"].tolist() == [None] and missing["difference"].isna().all()
     # Round trip of the files scoring writes.

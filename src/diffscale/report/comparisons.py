@@ -77,13 +77,15 @@ class Comparisons:
 
 
 def with_differences(table: pd.DataFrame, comparisons: Comparisons | None, metric: str | None, a: str,
-                     b: str) -> pd.DataFrame:
+                     b: str, where: pd.Series | None = None) -> pd.DataFrame:
     """`table` with the paired difference of the cells in columns `a` minus `b` (in `metric`, or the row's
-    `metric` column) and whether its CI excludes zero; NaN/None where either cell lacks per-image data."""
+    `metric` column) and whether its CI excludes zero, for the rows `where` selects (default: all); NaN/None
+    elsewhere and where either cell lacks per-image data."""
     rows = []
-    for _, row in table.iterrows():
+    for i, (_, row) in enumerate(table.iterrows()):
         name = row["metric"] if metric is None else metric
-        result = None if comparisons is None else comparisons.difference(name, row[a], row[b])
+        wanted = comparisons is not None and (where is None or bool(where.iloc[i]))
+        result = comparisons.difference(name, row[a], row[b]) if wanted else None
         rows.append({k: (result or {}).get(k, math.nan if k != "beyond_noise" else None) for k in DIFFERENCE})
     return pd.concat([table.reset_index(drop=True), pd.DataFrame(rows, columns=DIFFERENCE)], axis=1)
 
