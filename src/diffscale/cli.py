@@ -280,7 +280,7 @@ def cmd_report(args) -> None:
     html = build_report(job.paths.metrics, job.paths.report_dir, title=f"diffscale study: {job.params['study']}",
                         reference_steps=steps, reference_model=reference, timings_csv=job.paths.timings,
                         comparisons=comparisons)
-    write_headline(load_metrics(job.paths.metrics), job.paths.headline, job.paths.plots, steps, reference)
+    write_headline(load_metrics(job.paths.metrics), job.paths.headline, job.paths.plots, steps, reference, comparisons)
     log.info("wrote %s, %s and %s", html, job.paths.headline, job.paths.plots)
     job.done()
 
