@@ -219,4 +219,6 @@ def ranking_reading(checks: pd.DataFrame, disagreements: list[str]) -> str:
                "the rankings disagree, " + "; ".join(disagreements) + " (rank by FID -> rank by the other)")
     return (f"Ranking checks on the Table 1 cells (features: {space}): {verdict}. FID is biased upward by a "
             f"term that shrinks as N grows and differs between models; KID is unbiased and FID-infinity removes "
-            f"the 1/N term, so a disagreement marks a ranking that the sample size, not the models, may decide.")
+            f"the 1/N term, so a disagreement marks a ranking that the sample size, not the models, may decide. "
+            f"FID-infinity fits subsets as small as N/4: where those hold fewer images than the features have "
+            f"dimensions, it is a rough correction.")
