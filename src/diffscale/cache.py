@@ -104,17 +104,25 @@ class CellCache:
         self.record("samples", cell, key)
         return entry, True
 
-    def scores(self, cell: str, key: str, compute: Callable[[], list[dict]]) -> tuple[list[dict], bool]:
-        """The cached score rows of `key`, computing them with `compute` if absent."""
+    def scores(self, cell: str, key: str, compute: Callable[[Path], list[dict]]) -> tuple[list[dict], Path, bool]:
+        """The cached score rows of `key` and their entry, computing them with `compute(entry)` if absent.
+
+        `compute` may write files beside the rows into the entry it is given (the per-image values and
+        features that paired comparisons read); returns the rows, the entry and whether it was computed now.
+        """
         entry = self._entry("scores", key)
         if (entry / "scores.json").exists():
-            return json.loads((entry / "scores.json").read_text()), False
-        rows = compute()
+            return json.loads((entry / "scores.json").read_text()), entry, False
         staging = self._staging()
-        (staging / "scores.json").write_text(json.dumps(rows, indent=2, sort_keys=True))
-        self._publish(staging, entry)
+        try:
+            rows = compute(staging)
+            (staging / "scores.json").write_text(json.dumps(rows, indent=2, sort_keys=True))
+            self._publish(staging, entry)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         self.record("scores", cell, key)
-        return rows, True
+        return rows, entry, True
 
 
 class ArtifactCache(CellCache):

@@ -185,8 +185,12 @@ class Paths:
     def block_samples(self, block: Block | str) -> Path:
         return self.root / "samples" / (block if isinstance(block, str) else block.id)
 
+    @property
+    def scores_root(self) -> Path:
+        return self.root / "scores"
+
     def block_scores(self, block: Block | str) -> Path:
-        return self.root / "scores" / (block if isinstance(block, str) else block.id)
+        return self.scores_root / (block if isinstance(block, str) else block.id)
 
     def samples(self, cell: Cell) -> Path:
         return self.block_samples(self.block_of(cell)) / cell.id

@@ -274,12 +274,16 @@ def cmd_report(args) -> None:
     from diffscale.report.headline import write_headline
     from diffscale.report.tidy import load_metrics
 
+    from diffscale.report.comparisons import Comparisons
+
     report = job.params.get("report", {})
     steps, reference = report.get("reference_steps"), report.get("reference_model")
+    comparisons = Comparisons([p for p in job.plan.inputs if Path(p).parent == job.paths.scores_root],
+                              job.params["scoring"]["bootstrap"], job.params["scoring"]["confidence"], job.params["seed"])
     html = build_report(job.paths.metrics, job.paths.report_dir, title=f"diffscale study: {job.params['study']}",
                         reference_steps=steps, reference_model=reference, timings_csv=job.paths.timings,
-                        training_csv=job.paths.training)
-    write_headline(load_metrics(job.paths.metrics), job.paths.headline, job.paths.plots, steps, reference)
+                        training_csv=job.paths.training, comparisons=comparisons)
+    write_headline(load_metrics(job.paths.metrics), job.paths.headline, job.paths.plots, steps, reference, comparisons)
     log.info("wrote %s, %s and %s", html, job.paths.headline, job.paths.plots)
     job.done()
 

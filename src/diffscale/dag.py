@@ -189,6 +189,8 @@ def score_inputs(params: dict, paths: Paths, prompt_set: str) -> tuple[dict[str,
 def score_node(params: dict, paths: Paths, block: Block, cells: list) -> Node:
     inputs, reads = score_inputs(params, paths, block.prompt_set)
     deps = {"samples": str(paths.block_samples(block)), "prompts": str(paths.prompt_set(block.prompt_set))} | inputs
+    if params["prompt_sets"][block.prompt_set]["kind"].startswith("toy-"):
+        reads += ("toyworld.dataset",)  # the held-out real images of the FID/KID floor are drawn like the data
     return Node(shaped("score", deps, ("samples", "prompts")), block.id, ("score", "--block", block.id), deps, {"scores": str(paths.block_scores(block))},
                 ("seed", "threads", "device", "sampling.jobs", f"prompt_sets.{block.prompt_set}") + reads,
                 ("diffscale.metrics.score",), frozenset({"scores"}), tuple(c.id for c in cells),
@@ -213,10 +215,13 @@ def aggregate_node(params: dict, paths: Paths) -> Node:
 
 
 def report_node(params: dict, paths: Paths) -> Node:
-    return Node("report", "", ("report",),
-                {"metrics": str(paths.metrics), "timings": str(paths.timings), "training": str(paths.training)},
+    """The report reads the tidy tables, and the blocks' per-image data for paired comparisons of cells."""
+    deps = {"metrics": str(paths.metrics), "timings": str(paths.timings), "training": str(paths.training),
+            "scores": tuple(str(paths.block_scores(b)) for b in blocks(params))}
+    return Node("report", "", ("report",), deps,
                 {"report": str(paths.report_dir), "headline": str(paths.headline), "plots": str(paths.plots)},
-                ("report",), ("diffscale.report",), frozenset({"report", "plots"}), local=True)
+                ("report", "seed", "scoring.bootstrap", "scoring.confidence"), ("diffscale.report",),
+                frozenset({"report", "plots"}), local=True)
 
 
 def nodes(params: dict, paths: Paths) -> list[Node]:

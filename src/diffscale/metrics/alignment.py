@@ -1,5 +1,5 @@
 """Alignment metrics: does each image show what its prompt asked for? Means over the images, with
-bootstrap CIs.
+bootstrap CIs; each also returns its per-image values (`per_image`), which paired comparisons read.
 
 Compositional accuracy is read by the toy world's independent judge (another architecture and seed than
 the oracle), so search guided by the oracle cannot inflate it; oracle confidence and CLIPScore are the
@@ -19,13 +19,14 @@ TOY_PROMPTS = ("toy-captions", "toy-compositional")
 
 def clip_score(cell) -> dict:
     values = cell.scoring.clip.cosine(cell.images, cell.prompts).numpy()
-    return cell.mean_with_ci(values) | {"details": {"backbone": cell.scoring.clip_backbone, "convention": clipscore.CONVENTION}}
+    return cell.mean_with_ci(values) | {"per_image": values,
+                                        "details": {"backbone": cell.scoring.clip_backbone, "convention": clipscore.CONVENTION}}
 
 
 def judged(name: str, judge: str, who: str):
     def compute(cell) -> dict:
         values = compositional.per_image(getattr(cell.scoring, judge), cell.pixels, cell.labels)[name]
-        return cell.mean_with_ci(values) | {"details": {"judge": who}}
+        return cell.mean_with_ci(values) | {"per_image": values, "details": {"judge": who}}
     return compute
 
 

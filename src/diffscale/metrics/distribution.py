@@ -16,6 +16,8 @@ from diffscale.metrics.registry import Metric, register_metric
 fidelity = lazy_import("diffscale.metrics.fidelity")
 
 TOY_FEATURES = ("toy:reference", "toy:oracle")
+# Metrics of the extractor's features: a cell that has one stores its per-image features for paired comparisons.
+FEATURE_METRICS = ("fid", "kid", "precision", "recall")
 
 
 def fid(cell) -> dict:
@@ -25,9 +27,8 @@ def fid(cell) -> dict:
     else:
         statistics = cell.scoring.reference_statistics
         details = {"feature_extractor": cell.scoring.extractor, "reference": "fetched statistics"}
-    features = cell.features
-    value = fidelity.fid(features, statistics)
-    return cell.with_ci(value, lambda idx: fidelity.fid(features[idx], statistics), center=True) | {"details": details}
+    value = fidelity.fid(cell.features, statistics)
+    return cell.with_ci(value, fidelity.ResampledFID(cell.features, statistics), center=True) | {"details": details}
 
 
 def kid(cell) -> dict:

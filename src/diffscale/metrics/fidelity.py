@@ -23,6 +23,10 @@ from diffscale.toyworld import oracle
 TOY_EXTRACTOR = "diffscale-toy-oracle"
 INCEPTION_EXTRACTOR = "inception-v3-compat"  # torch-fidelity's port of the TF FID Inception
 FEATURE = "penultimate"
+# What the report names as the space FID and KID are measured in. The toy features are not rescaled:
+# their units make toy FIDs large, and the floor row (held-out real images) gives them their scale.
+FEATURE_SPACE = {TOY_EXTRACTOR: "penultimate layer of the toy oracle, unscaled",
+                 INCEPTION_EXTRACTOR: "Inception-v3 pool3, torch-fidelity's FID features"}
 
 
 class ToyOracleFeatures(FeatureExtractorBase):
@@ -85,6 +89,31 @@ def extract_features(images_nhwc: np.ndarray, extractor: str, weights_path: str 
 
 def fid(generated: torch.Tensor, reference_statistics: dict) -> float:
     return fid_statistics_to_metric(fid_features_to_statistics(generated), reference_statistics, False)[KEY_METRIC_FID]
+
+
+class ResampledFID:
+    """FID of subsets of one generated set against fixed reference statistics, fast enough to bootstrap.
+
+    torch-fidelity takes the matrix square root of sigma x sigma_ref with scipy's `sqrtm` (about 80 ms at
+    128-d), which made a paired bootstrap of two cells cost 17 s. With the reference fixed, the trace of
+    that root is the sum of the square roots of the eigenvalues of the symmetric A sigma A, A = sigma_ref^1/2
+    (computed once): one `eigvalsh` per subset. Equal to torch-fidelity's FID to rounding (tested).
+    """
+
+    def __init__(self, generated: torch.Tensor, reference_statistics: dict):
+        self.features = generated.double().numpy()
+        self.mu_ref = np.asarray(reference_statistics["mu"], dtype=np.float64)
+        sigma_ref = np.asarray(reference_statistics["sigma"], dtype=np.float64)
+        values, vectors = np.linalg.eigh(sigma_ref)
+        self.root_ref = (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+        self.trace_ref = float(np.trace(sigma_ref))
+
+    def __call__(self, idx) -> float:
+        x = self.features[np.asarray(idx)]
+        mu, sigma = x.mean(0), np.cov(x, rowvar=False)
+        eigenvalues = np.linalg.eigvalsh(self.root_ref @ sigma @ self.root_ref)
+        covariance_term = np.sqrt(np.clip(eigenvalues, 0, None)).sum()
+        return float(((mu - self.mu_ref) ** 2).sum() + np.trace(sigma) + self.trace_ref - 2 * covariance_term)
 
 
 def kid(generated: torch.Tensor, reference: torch.Tensor, subsets: int = 100, seed: int = 0) -> float:

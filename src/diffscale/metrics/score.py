@@ -1,5 +1,7 @@
 """Scoring a block of cells: every metric of the registry that applies to the prompt set, each with a
-bootstrap confidence interval, plus the verifiers the study scores as metrics.
+bootstrap confidence interval, plus the verifiers the study scores as metrics. Beside each cell's rows go
+its per-image values and features (`<cell>.safetensors`), and once per block the reference the features
+are compared with (`reference.safetensors`), so the report can compare cells pairwise (`metrics.paired`).
 
 What the metrics read (reference features, judges, CLIP, Inception) is loaded on first use and shared
 by the block's cells; the metrics themselves live in `diffscale.metrics` (`METRICS`).
@@ -8,6 +10,7 @@ by the block's cells; the metrics themselves live in `diffscale.metrics` (`METRI
 from __future__ import annotations
 
 import json
+import shutil
 from functools import cached_property
 from pathlib import Path
 
@@ -23,10 +26,11 @@ from diffscale.codeversion import code_version
 from diffscale.dag import score_inputs
 from diffscale.manifest import content_hash, file_hash, verified
 from diffscale.toyworld.arrays import load_arrays
-from diffscale.metrics import METRICS, clipscore, fidelity
+from diffscale.metrics import METRICS, clipscore, fidelity, paired
+from diffscale.metrics.distribution import FEATURE_METRICS
 from diffscale.metrics.bootstrap import bootstrap_ci, mean_with_ci
 from diffscale.seeds import derive_seed
-from diffscale.toyworld import judge, oracle
+from diffscale.toyworld import judge, oracle, scenes
 from diffscale.verifiers import study_verifiers
 from diffscale.verifiers.base import is_hub_spec, resolve_file
 
@@ -40,6 +44,9 @@ def load_cell_images(samples: Path) -> tuple[list[dict], list[Image.Image]]:
 def resolve_pretrained(spec: str | None) -> str | None:
     """An open_clip tag stays a tag; a local file or `hf-hub:<repo>@<revision>:<file>` becomes a local path."""
     return str(resolve_file(spec)) if is_hub_spec(spec) else spec
+
+
+PER_IMAGE = "per_image.safetensors"  # in a cell's cache entry, beside scores.json
 
 
 class PromptSetScoring:
@@ -65,6 +72,22 @@ class PromptSetScoring:
     def reference_features(self) -> torch.Tensor:
         images, _, _ = load_arrays(self.paths.reference)
         return fidelity.extract_features(images, self.extractor, self.extractor_weights)
+
+    @cached_property
+    def held_out_features(self) -> torch.Tensor:
+        """Real toy images drawn afresh (neither training data nor reference), as many as the reference:
+        the images of the FID/KID floor."""
+        images, _, _ = scenes.sample_dataset(len(self.reference_features), held_out_seed(self.params),
+                                             self.params["toyworld"]["dataset"]["pair_probability"])
+        return fidelity.extract_features(images, self.extractor, self.extractor_weights)
+
+    def reference(self) -> paired.Reference:
+        """What paired FID/KID differences, the floor and FID-infinity compare the cells' features with."""
+        statistics = self.reference_fid_statistics if self.toy else self.reference_statistics
+        space = f"{self.extractor} ({fidelity.FEATURE_SPACE[self.extractor]}, {len(statistics['mu'])}-d)"
+        if self.toy:
+            return paired.Reference(statistics, space, self.reference_features, self.held_out_features)
+        return paired.Reference(statistics, space)
 
     @cached_property
     def reference_radius(self) -> torch.Tensor:
@@ -113,6 +136,7 @@ class CellImages:
         self.n = len(self.records)
         self.prompts = [r["prompt"] for r in self.records]
         self.labels = [labels_by_id[r["prompt_id"]] for r in self.records]  # toy prompts: each slot's ground truth
+        self.keys = [(r["prompt_id"], r["replicate"]) for r in self.records]  # what pairs image i across cells
 
     @cached_property
     def pixels(self) -> np.ndarray:
@@ -161,12 +185,24 @@ def wanted_metrics(params: dict, prompt_set: str) -> list[str]:
     return [m for m in params["scoring"]["metrics"] if METRICS[m].applies_to(kind)]
 
 
-def score_cell(params: dict, cell: Cell, images: CellImages, verifiers: dict) -> list[dict]:
-    rows = [{"cell": cell.id, "metric": name} | METRICS[name].compute(images) for name in wanted_metrics(params, cell.prompt_set)]
+def held_out_seed(params: dict) -> int:
+    return derive_seed(params["seed"], "scoring", "held-out")
+
+
+def score_cell(params: dict, cell: Cell, images: CellImages, verifiers: dict) -> tuple[list[dict], paired.PerImage]:
+    """The cell's score rows and its per-image data (features when a metric reads them, per-image values)."""
+    rows, values = [], {}
+    wanted = wanted_metrics(params, cell.prompt_set)
+    for name in wanted:
+        row = METRICS[name].compute(images)
+        if "per_image" in row:
+            values[name] = row.pop("per_image")
+        rows.append({"cell": cell.id, "metric": name} | row)
     for name, verifier in verifiers.items():
-        values = verifier.score(images.tensors, images.prompts).double().numpy()
-        rows.append({"cell": cell.id, "metric": name} | images.mean_with_ci(values) | {"details": {"verifier": verifier.kind}})
-    return rows
+        values[name] = verifier.score(images.tensors, images.prompts).double().numpy()
+        rows.append({"cell": cell.id, "metric": name} | images.mean_with_ci(values[name]) | {"details": {"verifier": verifier.kind}})
+    features = images.features if set(wanted) & set(FEATURE_METRICS) else None
+    return rows, paired.PerImage(images.keys, features, values)
 
 
 def block_inputs(params: dict, block: Block, paths: Paths) -> dict:
@@ -179,6 +215,8 @@ def block_inputs(params: dict, block: Block, paths: Paths) -> dict:
         "confidence": params["scoring"]["confidence"], "seed": params["seed"],
         "verifier_metrics": {name: params["verifiers"][name]
                              for name in params["scoring"].get("verifier_metrics", {}).get(block.prompt_set, [])},
+        "held_out": ({"seed": held_out_seed(params), "pair_probability": params["toyworld"]["dataset"]["pair_probability"]}
+                     if params["prompt_sets"][block.prompt_set]["kind"].startswith("toy-") else None),
         "device": params["device"], "code": code_version("diffscale.metrics.score"),
         "libraries": library_versions("torch", "torch-fidelity", "open_clip_torch", "numpy"),
     }
@@ -191,21 +229,34 @@ def score_block(params: dict, block: Block, cells: list[Cell], paths: Paths) -> 
     shared = block_inputs(params, block, paths)
     loaded: dict = {}  # judges, references and verifiers are loaded only if some cell must be scored
 
-    def compute(cell: Cell) -> list[dict]:
+    def scoring() -> PromptSetScoring:
         if not loaded:
             loaded["scoring"] = PromptSetScoring(params, paths, block.prompt_set)
             loaded["verifiers"] = metric_verifiers(params, paths, block.prompt_set)
             loaded["labels"] = {p["id"]: p["labels"] for p in prompt_sets.read(paths.prompt_set(block.prompt_set))}
-        images = CellImages(loaded["scoring"], paths.samples(cell), loaded["labels"],
+        return loaded["scoring"]
+
+    def compute(cell: Cell, entry: Path) -> list[dict]:
+        images = CellImages(scoring(), paths.samples(cell), loaded["labels"],
                             derive_seed(params["seed"], "bootstrap", cell.id), params["scoring"]["bootstrap"],
                             params["scoring"]["confidence"])
-        return score_cell(params, cell, images, loaded["verifiers"])
+        rows, per_image = score_cell(params, cell, images, loaded["verifiers"])
+        per_image.save(entry / PER_IMAGE)
+        return rows
+
+    def reference(entry: Path) -> list[dict]:
+        scoring().reference().save(entry / paired.REFERENCE_FILE)
+        return []
 
     computed = 0
     with atomic_directory(paths.block_scores(block)) as staging:
+        if set(shared["metrics"]) & set(FEATURE_METRICS):
+            _, entry, _ = cache.scores(f"{block.id} reference", key_of(shared | {"reference": block.prompt_set}), reference)
+            shutil.copyfile(entry / paired.REFERENCE_FILE, staging / paired.REFERENCE_FILE)
         for cell in cells:
             key = key_of(shared | {"cell": cell.id, "samples": content_hash(paths.samples(cell))})
-            rows, fresh = cache.scores(cell.id, key, lambda cell=cell: compute(cell))
+            rows, entry, fresh = cache.scores(cell.id, key, lambda entry, cell=cell: compute(cell, entry))
             (staging / f"{cell.id}.json").write_text(json.dumps(rows, indent=2, sort_keys=True))
+            shutil.copyfile(entry / PER_IMAGE, staging / f"{cell.id}{paired.PER_IMAGE_SUFFIX}")
             computed += fresh
     return computed

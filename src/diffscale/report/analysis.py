@@ -122,7 +122,8 @@ def best_model_per_budget(
     points = selected[(selected["metric"] == metric) & selected[cost].notna()]
     # Costs equal up to float noise (0.1 x 20 vs 1.0 x 2) are one budget.
     budgets = sorted({float(f"{c:.9g}") for c in points[cost]} if budgets is None else budgets)
-    columns = ["budget", *_CONFIG_OUT, cost, *_SCORE_OUT, "runner_up", "runner_up_value", "models_compared"]
+    columns = ["budget", *_CONFIG_OUT, cost, *_SCORE_OUT, "runner_up", "runner_up_value", "models_compared", "cell",
+               "runner_up_cell", "previous_winner_cell"]
     rows = []
     for budget in budgets:
         per_model = _best_per_model(points, metric, cost, budget)
@@ -130,11 +131,14 @@ def best_model_per_budget(
             continue
         winner = per_model.iloc[0]
         runner_up = per_model.iloc[1] if len(per_model) > 1 else None
+        # The last budget's winner, at this budget: what a crossover here is compared with (paired).
+        previous = per_model.set_index("model")["cell"].get(rows[-1]["model"]) if rows else None
         rows.append({
             "budget": budget, **winner[[*_CONFIG_OUT, cost, *_SCORE_OUT]].to_dict(),
             "runner_up": None if runner_up is None else runner_up["model"],
             "runner_up_value": math.nan if runner_up is None else runner_up["value"],
-            "models_compared": len(per_model),
+            "models_compared": len(per_model), "cell": winner["cell"],
+            "runner_up_cell": None if runner_up is None else runner_up["cell"], "previous_winner_cell": previous,
         })
     return pd.DataFrame(rows, columns=columns).assign(metric=metric)
 
@@ -155,6 +159,10 @@ def crossovers(best_table: pd.DataFrame) -> pd.DataFrame:
         "from_params": previous.loc[changed, "params"].astype("int64"),
         "to_model": best_table.loc[changed, "model"],
         "to_params": best_table.loc[changed, "params"].astype("int64"),
+        # The two cells a paired comparison of the crossover reads: the new winner and the old one, both
+        # within this budget.
+        "to_cell": best_table.loc[changed, "cell"],
+        "from_cell": best_table.loc[changed, "previous_winner_cell"],
     }).reset_index(drop=True)
 
 
@@ -190,14 +198,14 @@ def table1(
     """
     selected = _at_reference_steps(df, reference_steps, sampler, metric)
     if selected.empty:
-        return pd.DataFrame(columns=["model", "params", "gflops_per_nfe", "normalized_cost", "best_guidance"])
+        return pd.DataFrame(columns=["model", "params", "gflops_per_nfe", "normalized_cost", "best_guidance", "cell"])
     wide = selected.pivot(index="model", columns="metric", values="value")
     metrics = headline_metrics(selected) + sorted(set(wide.columns) - set(HEADLINE_METRICS))
-    sizes = selected.drop_duplicates("model").set_index("model")[["params", "gflops_per_nfe", "best_guidance"]]
+    sizes = selected.drop_duplicates("model").set_index("model")[["params", "gflops_per_nfe", "best_guidance", "cell"]]
     table = sizes.join(_normalized_cost(df, reference_model)).join(wide[metrics])
     table = table.loc[model_order(selected)].reset_index()
     table.columns.name = None
-    return table[["model", "params", "gflops_per_nfe", "normalized_cost", "best_guidance", *metrics]]
+    return table[["model", "params", "gflops_per_nfe", "normalized_cost", "best_guidance", *metrics, "cell"]]
 
 
 def guidance_map(df: pd.DataFrame, sampler: str, metric: str = "fid") -> pd.DataFrame:

@@ -2,8 +2,8 @@
 `dvc plots diff` compare them across experiments.
 
 `headline.json` holds, per prompt set, the primary metric of each model at the reference steps (no search),
-the budgets at which the best model changes (Mei et al.'s crossovers) and the mean relative gain of each
-search algorithm at its largest budget. `plots/<prompt set>-*.csv` are the curves: the best value of each
+the budgets at which the best model changes (Mei et al.'s crossovers; with per-image data, how many of them
+the paired CI calls) and the mean relative gain of each search algorithm at its largest budget. `plots/<prompt set>-*.csv` are the curves: the best value of each
 model against its sampling cost, and the joint frontier against GFLOPs per image. Numbers come from the
 same analysis functions as the report page.
 """
@@ -18,13 +18,15 @@ import pandas as pd
 
 from diffscale.atomic import atomic_directory, write_text
 from diffscale.report import analysis, search_analysis
+from diffscale.report.comparisons import Comparisons, called, with_differences
 
 
 def _finite(value) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else round(float(value), 6)
 
 
-def prompt_set_headline(df: pd.DataFrame, reference_steps: int | None, reference_model: str | None) -> dict:
+def prompt_set_headline(df: pd.DataFrame, reference_steps: int | None, reference_model: str | None,
+                        comparisons: Comparisons | None = None) -> dict:
     metric, out = analysis.primary_metric(df), {}
     plain = analysis.without_search(df)
     if not plain.empty:
@@ -40,6 +42,9 @@ def prompt_set_headline(df: pd.DataFrame, reference_steps: int | None, reference
             name = name if name not in crossings else f"{name} ({sum(k.startswith(name) for k in crossings) + 1})"
             crossings[name] = _finite(row.budget)
         out["crossover_budgets"] = crossings
+        if comparisons is not None:  # how many of them the paired CI of the difference calls
+            paired = with_differences(analysis.crossovers(best), comparisons, metric, "to_cell", "from_cell")
+            out["crossovers_beyond_noise"] = int(called(paired).sum())
     if search_analysis.has_search(df):
         gains = search_analysis.verifier_gains(df)
         gains = gains[gains["metric"] == metric].dropna(subset=["relative_gain"])
@@ -63,9 +68,9 @@ def plot_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 
 def write_headline(df: pd.DataFrame, headline_json: Path, plots_dir: Path, reference_steps: int | None,
-                   reference_model: str | None) -> None:
+                   reference_model: str | None, comparisons: Comparisons | None = None) -> None:
     prompt_sets = sorted(df["prompt_set"].unique())
-    numbers = {name: prompt_set_headline(df[df["prompt_set"] == name], reference_steps, reference_model)
+    numbers = {name: prompt_set_headline(df[df["prompt_set"] == name], reference_steps, reference_model, comparisons)
                for name in prompt_sets}
     write_text(headline_json, json.dumps(numbers, indent=1, sort_keys=True) + "\n")
     with atomic_directory(plots_dir) as out:

@@ -14,6 +14,7 @@ import jinja2
 import pandas as pd
 
 from diffscale.atomic import atomic_directory, write_text
+from diffscale.report.comparisons import Comparisons
 from diffscale.report.readings import intro
 from diffscale.report.sections import Writer, prompt_set_report
 from diffscale.report.tidy import load_metrics
@@ -32,14 +33,16 @@ def build_report(
     reference_model: str | None = None,
     timings_csv: Path | None = None,
     training_csv: Path | None = None,
+    comparisons: Comparisons | None = None,
 ) -> Path:
     """Write the report of one study into `out_dir` (index.html, figures/, tables/) and return the page's path.
 
     `reference_steps`: the step count of the Table 1 analogue and the paper comparison (default, or when
     not run: the longest schedule of the default sampler). `reference_model`: the model whose GFLOPs per
     NFE is cost 1 in the Table 1 analogue (default: the largest). `training_csv`: each model's training ledger
-    (`tidy.training_table`), shown in the training-compute section. `figures/` and `tables/` are replaced
-    whole, so no stale file survives; other files in `out_dir` are left alone.
+    (`tidy.training_table`), shown in the training-compute section. `comparisons`: the cells' per-image data,
+    for paired differences, the FID/KID floor and ranking checks (without it, cells' own CIs only). `figures/`
+    and `tables/` are replaced whole, so no stale file survives; other files in `out_dir` are left alone.
     """
     df = load_metrics(metrics_csv)
     if timings_csv is not None:  # measured seconds per image, kept apart from the results (see report.tidy)
@@ -52,7 +55,8 @@ def build_report(
     with atomic_directory(out_dir / "figures") as figures_dir, atomic_directory(out_dir / "tables") as tables_dir:
         reports = [
             prompt_set_report(
-                df[df["prompt_set"] == name], Writer(figures_dir, tables_dir, name), reference_steps, reference_model
+                df[df["prompt_set"] == name], Writer(figures_dir, tables_dir, name), reference_steps, reference_model,
+                comparisons,
             )
             for name in cells_per_prompt_set.index
         ]

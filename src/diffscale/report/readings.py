@@ -102,12 +102,26 @@ def cost_readings(df: pd.DataFrame, best: pd.DataFrame, changes: pd.DataFrame, m
     else:
         steps = [f"from {labels[c.from_model]} to {labels[c.to_model]} at sampling cost {num(c.budget)}"
                  for c in changes.itertuples()]
-        at_change = best[best["budget"].isin(changes["budget"])]
-        within_noise = int(at_change["runner_up_value"].between(at_change["ci_low"], at_change["ci_high"]).sum())
-        noise = ("each new winner is ahead by more than its confidence interval" if within_noise == 0 else
-                 f"at {within_noise} of these {len(changes)} budgets the runner-up's {name} lies inside the "
-                 f"winner's confidence interval, so the change there is within noise")
+        if "beyond_noise" in changes and changes["beyond_noise"].notna().all():
+            beyond = changes[changes["beyond_noise"].astype(bool)]
+            noise = (f"paired over prompts (the same bootstrap prompts for both cells), the new winner's {name} "
+                     f"differs from the old winner's beyond noise (the CI of the difference excludes zero) at "
+                     f"{len(beyond)} of these {len(changes)} budgets"
+                     + (f" ({', '.join(num(b) for b in beyond['budget'])})" if len(beyond) else "")
+                     + ("" if len(beyond) == len(changes) else "; elsewhere the two models tie"))
+        else:
+            at_change = best[best["budget"].isin(changes["budget"])]
+            within_noise = int(at_change["runner_up_value"].between(at_change["ci_low"], at_change["ci_high"]).sum())
+            noise = ("each new winner is ahead by more than its confidence interval" if within_noise == 0 else
+                     f"at {within_noise} of these {len(changes)} budgets the runner-up's {name} lies inside the "
+                     f"winner's confidence interval, so the change there is within noise")
         sentences.append(f"The best model changes {'; '.join(steps)}. {capitalized(noise)}.")
+    if "beyond_noise" in best and best["beyond_noise"].notna().any():
+        contested = best["runner_up_cell"].notna()
+        won = int((contested & best["beyond_noise"].map(lambda v: v is True)).sum())
+        sentences.append(f"Winner against runner-up, paired: the winner is called at {won} of {int(contested.sum())} "
+                         f"budgets with a runner-up; at the others the paired CI of the difference includes zero, "
+                         f"a tie.")
     if first["budget"] <= PAPER_HEADLINE_COST:
         at_headline = best[best["budget"] <= PAPER_HEADLINE_COST].iloc[-1]
         verdict = ("the largest model, unlike the paper" if at_headline["model"] == model_order(df)[-1]
@@ -242,3 +256,15 @@ def training_plus_sampling_readings(df: pd.DataFrame, best: pd.DataFrame, metric
         sentences.append(f"Training plus {int(count):,} image{'s' * (count != 1)}, by {metric_name(metric)}: the best model is "
                          f"{', then '.join(steps)} FLOPs in total.")
     return sentences
+
+
+def ranking_reading(checks: pd.DataFrame, disagreements: list[str]) -> str:
+    """Whether KID and FID-infinity rank the models as FID does, from `comparisons.ranking_checks`."""
+    space = checks["feature_space"].iloc[0]
+    verdict = ("KID and FID-infinity rank the models as FID does" if not disagreements else
+               "the rankings disagree, " + "; ".join(disagreements) + " (rank by FID -> rank by the other)")
+    return (f"Ranking checks on the Table 1 cells (features: {space}): {verdict}. FID is biased upward by a "
+            f"term that shrinks as N grows and differs between models; KID is unbiased and FID-infinity removes "
+            f"the 1/N term, so a disagreement marks a ranking that the sample size, not the models, may decide. "
+            f"FID-infinity fits subsets as small as N/4: where those hold fewer images than the features have "
+            f"dimensions, it is a rough correction.")

@@ -210,7 +210,7 @@ def equal_compute(df: pd.DataFrame, metrics: list[str] | None = None, cost: str 
     config = ["model", "params", "sampler", "steps", "guidance"]
     columns = ["metric", *config, "search", "verifier", "search_budget", "cost", "value", "ci_low", "ci_high",
                *[f"big_{c}" for c in config], "big_cost", "big_value", "big_ci_low", "big_ci_high", "advantage",
-               "outcome", "within_noise", "cost_unit"]
+               "outcome", "within_noise", "cost_unit", "cell", "big_cell"]
     plain = without_search(df)
     plain = plain[plain["value"].notna() & plain[cost].notna()]
     sizes = df.drop_duplicates("model").set_index("model")["params"]
@@ -227,7 +227,7 @@ def equal_compute(df: pd.DataFrame, metrics: list[str] | None = None, cost: str 
                 row = {"metric": metric, **{c: getattr(small, c) for c in config}, "search": small.search,
                        "verifier": small.verifier, "search_budget": small.search_budget, "cost": getattr(small, cost),
                        "value": small.value, "ci_low": small.ci_low, "ci_high": small.ci_high,
-                       "big_model": big_model, "big_params": sizes[big_model], "cost_unit": cost}
+                       "big_model": big_model, "big_params": sizes[big_model], "cost_unit": cost, "cell": small.cell}
                 affordable = mine[mine[cost] <= getattr(small, cost) * (1 + COST_TOLERANCE)]
                 if affordable.empty:
                     rows.append(row | {"outcome": "unaffordable", "within_noise": False})
@@ -238,7 +238,7 @@ def equal_compute(df: pd.DataFrame, metrics: list[str] | None = None, cost: str 
                 rows.append(row | {
                     "big_sampler": big["sampler"], "big_steps": big["steps"], "big_guidance": big["guidance"],
                     "big_cost": big[cost], "big_value": big["value"], "big_ci_low": big["ci_low"],
-                    "big_ci_high": big["ci_high"], "advantage": advantage,
+                    "big_ci_high": big["ci_high"], "big_cell": big["cell"], "advantage": advantage,
                     "outcome": "wins" if advantage > 0 else "loses" if advantage < 0 else "ties",
                     "within_noise": bool(overlap),
                 })

@@ -16,6 +16,7 @@ from markupsafe import Markup
 
 from diffscale.atomic import write_text
 from diffscale.report import analysis, figures, readings, search_analysis, search_figures, search_readings
+from diffscale.report.comparisons import Comparisons, called, ranking_checks, ranking_disagreements, with_differences
 from diffscale.report.metrics import metric_name
 from diffscale.report.paper import PAPER_METRICS
 from diffscale.report.text import config_label, cost_unit, flops, num
@@ -73,10 +74,12 @@ class Writer:
 
 
 def prompt_set_report(
-    df: pd.DataFrame, writer: Writer, reference_steps: int | None, reference_model: str | None
+    df: pd.DataFrame, writer: Writer, reference_steps: int | None, reference_model: str | None,
+    comparisons: Comparisons | None = None,
 ) -> PromptSetReport:
     """Every section of one prompt set. Mei et al.'s sections need plain (no-search) cells; the joint frontier
-    takes every cell."""
+    takes every cell. With `comparisons` (the cells' per-image data), winners are called by paired differences
+    and FID/KID get their floor and ranking checks."""
     sections = []
     plain = analysis.without_search(df)
     if not plain.empty:
@@ -89,15 +92,15 @@ def prompt_set_report(
                         f"paper comparison use {steps} steps.")
         sections = [
             _steps_section(df, writer),
-            _cost_section(df, writer),
-            _table1_section(df, writer, sampler, steps, reference_model, note),
+            _cost_section(df, writer, comparisons),
+            _table1_section(df, writer, sampler, steps, reference_model, note, comparisons),
             _guidance_section(df, writer),
             _paper_section(df, writer, sampler, steps, reference_model),
             _training_section(df, writer),
         ]
     if search_analysis.has_search(df):  # Ma et al.'s questions, each search line read against its no-search baseline
         sections += [_search_scaling_section(df, writer), _search_verifier_section(df, writer),
-                     _search_equal_compute_section(df, writer), _search_budget_section(df, writer)]
+                     _search_equal_compute_section(df, writer, comparisons), _search_budget_section(df, writer)]
     sections.append(_frontier_section(df, writer))
     return PromptSetReport(writer.prompt_set, writer.slug, sections)
 
@@ -110,7 +113,19 @@ def _steps_section(df: pd.DataFrame, writer: Writer) -> Section:
     return section
 
 
-def _cost_section(df: pd.DataFrame, writer: Writer) -> Section:
+def _floor_note(comparisons: Comparisons | None, cell: str) -> str | None:
+    """The floor of FID and KID at the cell's N, and the feature space they are measured in."""
+    floors = {m: comparisons.floor(m, cell) for m in ("fid", "kid")} if comparisons is not None else {}
+    if not any(floors.values()):
+        return None
+    shown = "; ".join(f"{metric_name(m)} {num(f['value'])} [{num(f['ci_low'])}, {num(f['ci_high'])}]"
+                      for m, f in floors.items() if f)
+    n = next(f["n"] for f in floors.values() if f)
+    return (f"Floor (held-out real images against the reference set, N = {n}, same extractor): {shown}. Features: "
+            f"{comparisons.feature_space(cell)}; a generator that matched the data would score about this.")
+
+
+def _cost_section(df: pd.DataFrame, writer: Writer, comparisons: Comparisons | None = None) -> Section:
     section = Section("Best quality vs sampling cost (headline)")
     metric = analysis.primary_metric(df)
     name = metric_name(metric)
@@ -118,6 +133,9 @@ def _cost_section(df: pd.DataFrame, writer: Writer) -> Section:
                       "fewer than two configurations.")
     best = analysis.best_model_per_budget(analysis.without_search(df), metric)
     changes = analysis.crossovers(best)
+    # Winner against runner-up, and each crossover's new winner against the old one, paired over prompts.
+    best = with_differences(best, comparisons, metric, "cell", "runner_up_cell")
+    changes = with_differences(changes, comparisons, metric, "to_cell", "from_cell")
     writer.save_table(f"best_per_budget_{metric}", best)
     writer.save_table(f"crossovers_{metric}", changes)
     if best.empty:
@@ -128,15 +146,24 @@ def _cost_section(df: pd.DataFrame, writer: Writer) -> Section:
         section.note(f"Only one configuration has a {name} score: {config_label(first)} ({num(first['value'])}).")
         return section
     section.readings(readings.cost_readings(df, best, changes, metric))
+    floor = _floor_note(comparisons, best["cell"].iloc[0])
+    if floor:
+        section.note(floor)
     columns = ["budget", "model", "sampler", "steps", "guidance", "value", "ci_low", "ci_high", "runner_up",
                "runner_up_value"]
-    section.table(f"Best model within each sampling-cost budget ({name})",
+    if best["beyond_noise"].notna().any():
+        columns += ["difference", "diff_ci_low", "diff_ci_high"]
+        best = best.assign(winner_called=called(best))
+        columns.append("winner_called")
+    section.table(f"Best model within each sampling-cost budget ({name}); difference = winner minus runner-up "
+                  "with its paired CI (bootstrap over prompts, the same prompts for both cells)",
                   best[columns].rename(columns={"value": metric}))
     return section
 
 
 def _table1_section(
-    df: pd.DataFrame, writer: Writer, sampler: str, steps: int, reference_model: str | None, note: str | None
+    df: pd.DataFrame, writer: Writer, sampler: str, steps: int, reference_model: str | None, note: str | None,
+    comparisons: Comparisons | None = None,
 ) -> Section:
     section = Section("Table 1 analogue")
     if note:
@@ -150,7 +177,17 @@ def _table1_section(
     if len(table) > 1:
         section.reading(readings.table1_reading(table, analysis.model_labels(df), sampler, steps, metric))
     section.table(f"Per model at {steps} {sampler} steps, best guidance by {metric_name(metric)}; normalized cost = "
-                  "GFLOPs per NFE / the reference model's", table)
+                  "GFLOPs per NFE / the reference model's", table.drop(columns="cell"))
+    checks = ranking_checks(table, comparisons)
+    writer.save_table("ranking_checks", checks)
+    if not checks.empty:
+        section.reading(readings.ranking_reading(checks, ranking_disagreements(checks)))
+        floor = _floor_note(comparisons, table["cell"].iloc[0])
+        if floor:
+            section.note(floor)
+        section.table("FID ranking checks: FID and KID with their floors, N-extrapolated FID (FID-infinity, Chong and "
+                      "Forsyth 2020: FID of subsets from N/4 to N, linear in 1/N, at 1/N = 0) and the rank by each",
+                      checks.drop(columns="feature_space"))
     return section
 
 
@@ -271,9 +308,14 @@ def _search_verifier_section(df: pd.DataFrame, writer: Writer) -> Section:
     return section
 
 
-def _search_equal_compute_section(df: pd.DataFrame, writer: Writer) -> Section:
+def _search_equal_compute_section(df: pd.DataFrame, writer: Writer, comparisons: Comparisons | None = None) -> Section:
     section = Section("Search: small model + search vs bigger model at equal compute")
     comparison = search_analysis.equal_compute(df)
+    # A win is the claim to test: where both cells have per-image data, its noise is read from the paired
+    # difference, not from overlapping CIs (testing every loss too would cost minutes of FID bootstraps).
+    comparison = with_differences(comparison, comparisons, None, "cell", "big_cell", comparison["outcome"] == "wins")
+    paired = comparison["beyond_noise"].notna()
+    comparison.loc[paired, "within_noise"] = ~comparison.loc[paired, "beyond_noise"].astype(bool)
     summary = search_analysis.equal_compute_summary(comparison)
     writer.save_table("search_equal_compute", comparison)
     writer.save_table("search_equal_compute_summary", summary)
