@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from diffscale.report import analysis, build_report, figures
+from diffscale.report import analysis, build_report, figures, readings
 from diffscale.report.metrics import higher_is_better, metric_name
 from diffscale.report.text import size_label
 from diffscale.report.tidy import COLUMNS
@@ -227,3 +227,31 @@ def test_build_report_is_deterministic(report, metrics, tmp_path):
     first = {p.relative_to(report.parent): p.read_bytes() for p in sorted(report.parent.rglob("*")) if p.is_file()}
     second = {p.relative_to(again.parent): p.read_bytes() for p in sorted(again.parent.rglob("*")) if p.is_file()}
     assert first == second
+
+
+def test_flow_and_diffusion_ladders_are_compared_at_equal_cost(tmp_path):
+    """Two kinds, two sizes each: flow is better at small budgets, diffusion at large ones, and each ladder
+    switches from its small to its big model at budget 10 (costs: 0.1 or 1 GFLOPs per NFE x steps)."""
+    rows = []
+    for model, sampler, floor in [("toy-a", "ddim", 10), ("toy-c", "ddim", 3), ("toy-a", "flow-euler", 8),
+                                  ("toy-c", "flow-euler", 4)]:
+        for steps in (2, 10, 50):
+            for row in cell_rows(model, sampler, steps, 3.0, {"fid": floor + 40 / steps}):
+                rows.append(row | {"model": model + ("-flow" if sampler == "flow-euler" else "")})
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    table = analysis.best_per_kind(df, "fid")
+    assert table["budget"].tolist() == [0.2, 1, 2, 5, 10, 50]
+    assert table["winner_kind"].tolist() == ["flow"] * 4 + ["diffusion"] * 2
+    assert table["model_flow"].tolist() == ["toy-a-flow"] * 4 + ["toy-c-flow"] * 2
+    ladders = analysis.crossovers_per_kind(df, "fid")
+    assert {kind: changes["budget"].tolist() for kind, changes in ladders.items()} == {"diffusion": [10], "flow": [10]}
+    reading = " ".join(readings.kind_readings(df, table, ladders, "fid"))
+    assert "flow wins at 4 (0.2, 1, 2, 5); diffusion wins at 2 (10, 50)" in reading
+    df.to_csv(tmp_path / "metrics.csv", index=False)
+    page = build_report(tmp_path / "metrics.csv", tmp_path / "out", "kinds").read_text()
+    assert "Flow matching vs diffusion at equal cost" in page and "flow wins at 4" in page
+    assert (tmp_path / "out" / "tables" / "toy-captions" / "flow_vs_diffusion_fid.csv").exists()
+
+
+def test_a_single_model_kind_has_no_kind_comparison(metrics):
+    assert analysis.best_per_kind(metrics, "fid").empty

@@ -15,6 +15,7 @@ import pandas as pd
 from diffscale.report.metrics import HEADLINE_METRICS, higher_is_better
 from diffscale.report.paper import PAPER, mei2024_table1
 from diffscale.report.text import size_label
+from diffscale.sampling.samplers import SAMPLERS
 
 # A cell is one of these configurations at one guidance scale.
 CONFIG = ["model", "sampler", "steps", "search", "verifier", "search_budget", "prompt_set"]
@@ -371,3 +372,36 @@ def best_model_by_total(frontiers: pd.DataFrame) -> pd.DataFrame:
         rows.append(starts[["images", "total_flops", "model", "params", "steps", "value"]])
     columns = ["images", "total_flops", "model", "params", "steps", "value"]
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=columns)
+
+
+def model_kind(df: pd.DataFrame) -> pd.Series:
+    """Each row's model kind, "diffusion" or "flow": the kind its sampler serves (validation and the samplers
+    refuse any other pairing, so the sampler says what the model is)."""
+    return df["sampler"].map(lambda name: SAMPLERS[name].serves if name in SAMPLERS else "diffusion")
+
+
+def best_per_kind(df: pd.DataFrame, metric: str = "fid", cost: str = "relative_cost") -> pd.DataFrame:
+    """Mei et al.'s question asked of flow and diffusion models at equal cost: at every budget of the table, the
+    best no-search configuration of each kind within it (guidance chosen per point), side by side, with the
+    winning kind ("tie" when equal). Empty unless the table has both kinds."""
+    require_one_prompt_set(df)
+    plain = without_search(df)
+    kinds = model_kind(plain)
+    if set(kinds) != {"diffusion", "flow"}:
+        return pd.DataFrame()
+    points = plain[(plain["metric"] == metric) & plain[cost].notna()]
+    budgets = sorted({float(f"{c:.9g}") for c in points[cost]})
+    keep = ["budget", "model", "params", "sampler", "steps", "guidance", cost, "value", "ci_low", "ci_high", "cell"]
+    best = {kind: best_model_per_budget(plain[kinds == kind], metric, cost, budgets)[keep] for kind in ("diffusion", "flow")}
+    table = best["diffusion"].merge(best["flow"], on="budget", suffixes=("_diffusion", "_flow"))
+    flow_better = (table["value_flow"] > table["value_diffusion"]) == higher_is_better(metric)
+    table["winner_kind"] = ["tie" if a == b else "flow" if f else "diffusion"
+                            for a, b, f in zip(table["value_diffusion"], table["value_flow"], flow_better)]
+    return table.assign(metric=metric)
+
+
+def crossovers_per_kind(df: pd.DataFrame, metric: str = "fid") -> dict[str, pd.DataFrame]:
+    """The size-vs-steps crossovers within each model kind's ladder (`crossovers` of its own best-per-budget)."""
+    plain = without_search(df)
+    kinds = model_kind(plain)
+    return {kind: crossovers(best_model_per_budget(plain[kinds == kind], metric)) for kind in sorted(set(kinds))}

@@ -268,3 +268,32 @@ def ranking_reading(checks: pd.DataFrame, disagreements: list[str]) -> str:
             f"the 1/N term, so a disagreement marks a ranking that the sample size, not the models, may decide. "
             f"FID-infinity fits subsets as small as N/4: where those hold fewer images than the features have "
             f"dimensions, it is a rough correction.")
+
+
+def kind_readings(df: pd.DataFrame, table: pd.DataFrame, ladders: dict[str, pd.DataFrame], metric: str) -> list[str]:
+    """Flow vs diffusion from `best_per_kind` (which kind wins at which budgets, paired where measured) and each
+    kind's own size-vs-steps crossovers from `crossovers_per_kind`."""
+    labels, name = model_labels(df), metric_name(metric)
+    sentences = []
+    for kind, changes in ladders.items():
+        if changes.empty:
+            sentences.append(f"Among the {kind} models the best model within a budget never changes.")
+        else:
+            steps = ", ".join(f"{labels[row.to_model]} from {num(row.budget)}" for row in changes.itertuples())
+            sentences.append(f"Among the {kind} models alone, the best within a budget changes {len(changes)} "
+                             f"time{'s' * (len(changes) != 1)}: {steps}.")
+    if table.empty:
+        return sentences
+    parts = []
+    for kind in ("flow", "diffusion", "tie"):
+        budgets = table.loc[table["winner_kind"] == kind, "budget"]
+        if not budgets.empty:
+            parts.append(f"{'ties' if kind == 'tie' else kind + ' wins'} at {len(budgets)} "
+                         f"({', '.join(num(b) for b in budgets)})")
+    paired = ""
+    if "beyond_noise" in table and table["beyond_noise"].notna().any():
+        beyond = int(table["beyond_noise"].map(lambda v: v is True).sum())
+        paired = (f" The paired CI of the difference (same prompts and seeds) excludes zero at {beyond} of "
+                  f"{int(table['beyond_noise'].notna().sum())} budgets.")
+    return sentences + [f"Flow vs diffusion at equal cost ({name}, each kind's best configuration within the budget), "
+                        f"of {len(table)} budgets: {'; '.join(parts)}.{paired}"]

@@ -98,11 +98,33 @@ def prompt_set_report(
             _paper_section(df, writer, sampler, steps, reference_model),
             _training_section(df, writer),
         ]
+        if analysis.model_kind(plain).nunique() > 1:
+            sections.append(_kinds_section(df, writer, comparisons))
     if search_analysis.has_search(df):  # Ma et al.'s questions, each search line read against its no-search baseline
         sections += [_search_scaling_section(df, writer), _search_verifier_section(df, writer),
                      _search_equal_compute_section(df, writer, comparisons), _search_budget_section(df, writer)]
     sections.append(_frontier_section(df, writer))
     return PromptSetReport(writer.prompt_set, writer.slug, sections)
+
+
+def _kinds_section(df: pd.DataFrame, writer: Writer, comparisons: Comparisons | None) -> Section:
+    """Flow-matching against diffusion models at equal sampling cost, and each kind's own crossovers."""
+    section = Section("Flow matching vs diffusion at equal cost")
+    metric = analysis.primary_metric(df)
+    table = with_differences(analysis.best_per_kind(df, metric), comparisons, metric, "cell_flow", "cell_diffusion")
+    ladders = analysis.crossovers_per_kind(df, metric)
+    writer.save_table(f"flow_vs_diffusion_{metric}", table)
+    for kind, changes in ladders.items():
+        writer.save_table(f"crossovers_{kind}_{metric}", changes)
+    section.note("Each sampler serves one kind of model (diffusion samplers: a noise schedule; flow samplers: "
+                 "rectified flow), so the per-sampler panels of the headline figure are the two ladders; cost is "
+                 "the same denoiser GFLOPs x evaluations for both.")
+    section.readings(readings.kind_readings(df, table, ladders, metric))
+    if not table.empty:
+        shown = table[["budget", "model_diffusion", "steps_diffusion", "value_diffusion", "model_flow", "steps_flow",
+                       "value_flow", "winner_kind"]]
+        section.table(f"Best {metric_name(metric)} of each kind within each budget", shown)
+    return section
 
 
 def _steps_section(df: pd.DataFrame, writer: Writer) -> Section:
