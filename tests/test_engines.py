@@ -105,8 +105,11 @@ SEARCH = {
 }
 ADDED_GUIDANCE = {f.format(s=s, g=2) for f in (W8, W16) for s in (2, 4)}
 ADDED_STEPS = {f.format(s=3, g=g) for f in (W8, W16) for g in (2, 3)}
+FLOW = {"toy-flow-w8__flow-euler__steps2__cfg3__nosearch__toy-captions",
+        "toy-flow-w8__flow-euler__steps4__cfg3__nosearch__toy-captions",
+        "toy-flow-w8__flow-euler__steps4__cfg3__paths+oracle+n2__toy-captions"}
 ALL_AFTER_STEPS = ({f.format(s=s, g=g) for f in (W8, W16) for s in (2, 3, 4) for g in (2, 3)}
-                   | {PAIRS} | set(SEARCH.values()))
+                   | {PAIRS} | set(SEARCH.values()) | FLOW)
 
 
 EDITS = [

@@ -104,11 +104,13 @@ class CellCache:
         self.record("samples", cell, key)
         return entry, True
 
-    def scores(self, cell: str, key: str, compute: Callable[[Path], list[dict]]) -> tuple[list[dict], Path, bool]:
+    def scores(self, cell: str, key: str, compute: Callable[[Path], list[dict]],
+               kind: str = "scores") -> tuple[list[dict], Path, bool]:
         """The cached score rows of `key` and their entry, computing them with `compute(entry)` if absent.
 
         `compute` may write files beside the rows into the entry it is given (the per-image values and
         features that paired comparisons read); returns the rows, the entry and whether it was computed now.
+        `kind` names the computation in the log: a cell's "scores", or a block's "reference" (no cell's scores).
         """
         entry = self._entry("scores", key)
         if (entry / "scores.json").exists():
@@ -121,7 +123,7 @@ class CellCache:
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        self.record("scores", cell, key)
+        self.record(kind, cell, key)
         return rows, entry, True
 
 

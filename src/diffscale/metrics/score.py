@@ -251,7 +251,7 @@ def score_block(params: dict, block: Block, cells: list[Cell], paths: Paths) -> 
     computed = 0
     with atomic_directory(paths.block_scores(block)) as staging:
         if set(shared["metrics"]) & set(FEATURE_METRICS):
-            _, entry, _ = cache.scores(f"{block.id} reference", key_of(shared | {"reference": block.prompt_set}), reference)
+            _, entry, _ = cache.scores(block.id, key_of(shared | {"reference": block.prompt_set}), reference, kind="reference")
             shutil.copyfile(entry / paired.REFERENCE_FILE, staging / paired.REFERENCE_FILE)
         for cell in cells:
             key = key_of(shared | {"cell": cell.id, "samples": content_hash(paths.samples(cell))})
