@@ -255,3 +255,11 @@ def test_flow_and_diffusion_ladders_are_compared_at_equal_cost(tmp_path):
 
 def test_a_single_model_kind_has_no_kind_comparison(metrics):
     assert analysis.best_per_kind(metrics, "fid").empty
+
+
+def test_steps_reading_leaves_out_the_change_when_no_end_model_ran_both_step_counts():
+    rows = cell_rows("toy-a", "ddpm", 5, 3.0, {"fid": 9.0}) + cell_rows("toy-b", "ddpm", 5, 3.0, {"fid": 8.0})
+    rows += cell_rows("toy-b", "ddpm", 20, 3.0, {"fid": 7.0}) + cell_rows("toy-c", "ddpm", 20, 3.0, {"fid": 6.0})
+    (reading,) = readings.steps_readings(pd.DataFrame(rows, columns=COLUMNS))
+    assert reading == ("With ddpm, as steps go from 5 to 20, the best model is toy-b (0.3M) at 5 steps and "
+                       "toy-c (1M) at 20 steps.")

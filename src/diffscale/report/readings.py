@@ -76,9 +76,9 @@ def steps_readings(df: pd.DataFrame) -> list[str]:
         first, last = (labels[winner(frame[frame["steps"] == s], metric)] for s in (few, many))
         best = (f"{first} is the best model at both {few} and {many} steps" if first == last
                 else f"the best model is {first} at {few} steps and {last} at {many} steps")
-        sentences.append(
-            f"With {sampler}, as steps go from {few} to {many}, {metric_name(metric)} {' and '.join(changes)}; {best}."
-        )
+        # No clause on the change when neither end model was run at both step counts (only some models searched).
+        trend = f"{metric_name(metric)} {' and '.join(changes)}; " if changes else ""
+        sentences.append(f"With {sampler}, as steps go from {few} to {many}, {trend}{best}.")
     return sentences
 
 
