@@ -46,12 +46,20 @@ class NodeJob:
         """Record which plan the node's outputs were made from: an engine that finds other outputs reruns it."""
         write_text(self.paths.made_with(self.plan.node), self.plan.digest + "\n")
 
+    def artifact_key(self) -> str:
+        """What decides an artifact's bytes: the node, the parameters it reads, its code, its inputs' contents
+        and the libraries. Not the study's name nor where its inputs lie, so that every study of a results
+        tree with the same toy world (the default, toy-flow, toy-full) trains it once."""
+        plan = self.plan
+        return key_of({"node": plan.node, "args": list(plan.args), "code": plan.code,
+                       "params": {key: value for key, value in plan.study.items() if key != "study"},
+                       "inputs": [content_hash(path) if Path(path).is_dir() else file_hash(path) for path in plan.inputs],
+                       "libraries": library_versions("torch", "diffusers", "transformers", "open_clip_torch", "numpy")})
+
     def build(self, final: Path, build) -> None:
         """Build a trained or fetched artifact at `final`, or restore it from the artifact cache when the same
-        plan and inputs (by content) made it before, whichever engine that was."""
-        inputs = {path: (content_hash(path) if Path(path).is_dir() else file_hash(path)) for path in self.plan.inputs}
-        key = key_of({"plan": self.plan.to_json(), "inputs": inputs,
-                      "libraries": library_versions("torch", "diffusers", "transformers", "open_clip_torch", "numpy")})
+        parameters and inputs (by content) made it before, in whichever study and engine that was."""
+        key = self.artifact_key()
         cache = ArtifactCache(self.paths.cache)
         if cache.restore(key, final):
             return log.info("%s: restored from the artifact cache", final)
