@@ -1,16 +1,17 @@
 """How many prompts the paired comparison needs, measured on a finished default study (read only).
 
-    python benchmarks/paired_power.py RUN_DIR OUT_DIR [--sizes 20 40 80 160] [--draws 20]
+    python benchmarks/paired_power.py RUN_DIR OUT_DIR [--metric fid] [--sizes 20 40 80 160] [--draws 20]
 
-RUN_DIR holds `params.yaml` and `results/<study>/` of a finished run made before scoring wrote per-image
-data. The script
-1. recomputes, with the scoring code, the per-image data of the run's no-search cells of the FID prompt
-   set (oracle features, the judge's per-image compositional accuracy and the oracle's confidence) and the
-   block references, into OUT_DIR/scores/<block>/ as the scoring step writes them (kept between runs);
-2. compares, for every crossover of the FID-best model per budget, the reading from the cells' own CIs
-   (the runner-up's FID inside the winner's CI means within noise) with the paired CI of the difference;
+RUN_DIR holds `params.yaml` and `results/<study>/` of a finished run. The script
+1. reads the per-image data (oracle features, the judge's per-image compositional accuracy, the oracle's
+   confidence) and block references that scoring wrote for the run's no-search cells of the prompt set;
+   for a run made before scoring wrote them, it recomputes them with the scoring code into
+   OUT_DIR/scores/<block>/ (kept between runs);
+2. compares, for every crossover of the best model per budget by `--metric` (FID by default), the reading
+   from the cells' own CIs (the runner-up's value inside the winner's CI means within noise) with the
+   paired CI of the difference;
 3. measures power: for k prompts out of the set (`--draws` seeded subsets per k), the share of subsets
-   whose paired CI of the crossover's FID difference excludes zero, and the median widths of the paired
+   whose paired CI of the crossover's difference excludes zero, and the median widths of the paired
    and the unpaired CI.
 It prints one JSON object (the numbers benchmarks/README.md quotes).
 """
@@ -37,7 +38,12 @@ from diffscale.seeds import derive_seed
 
 
 def per_image_data(params: dict, paths: Paths, prompt_set: str, out: Path) -> list[Path]:
-    """Write the per-image files of the plain cells of `prompt_set` under `out`; returns the block folders."""
+    """The block folders of the plain cells of `prompt_set` with their per-image files: the run's own where
+    its scoring wrote them, else recomputed under `out`."""
+    own = [paths.block_scores(block) for block in blocks(params)
+           if block.prompt_set == prompt_set and block.search == "none"]
+    if all((folder / paired.REFERENCE_FILE).exists() for folder in own):
+        return own
     scoring = PromptSetScoring(params, paths, prompt_set)
     labels = {p["id"]: p["labels"] for p in prompt_sets.read(paths.prompt_set(prompt_set))}
     folders = []
@@ -68,8 +74,8 @@ def subset(cell: paired.PerImage, prompts: set) -> paired.PerImage:
                            {k: v[keep] for k, v in cell.values.items()})
 
 
-def power(comparisons: Comparisons, a: str, b: str, sizes: list[int], draws: int, seed: int) -> list[dict]:
-    """Per prompt count k: share of k-prompt subsets whose paired FID-difference CI excludes zero, widths."""
+def power(comparisons: Comparisons, metric: str, a: str, b: str, sizes: list[int], draws: int, seed: int) -> list[dict]:
+    """Per prompt count k: share of k-prompt subsets whose paired CI of the difference excludes zero, widths."""
     first, second, reference = comparisons.per_image(a), comparisons.per_image(b), comparisons.reference(a)
     prompts = sorted({key[0] for key in first.keys})
     rows = []
@@ -80,8 +86,8 @@ def power(comparisons: Comparisons, a: str, b: str, sizes: list[int], draws: int
             chosen = set(rng.choice(prompts, k, replace=False).tolist())
             x, y = subset(first, chosen), subset(second, chosen)
             args = (reference, comparisons.resamples, comparisons.confidence, derive_seed(seed, "power-ci", k, draw))
-            p = paired.paired_difference("fid", x, y, *args)
-            u = paired.unpaired_difference("fid", x, y, *args)
+            p = paired.paired_difference(metric, x, y, *args)
+            u = paired.unpaired_difference(metric, x, y, *args)
             excluded += not (p["diff_ci_low"] <= 0 <= p["diff_ci_high"])
             paired_widths.append(p["diff_ci_high"] - p["diff_ci_low"])
             unpaired_widths.append(u["diff_ci_high"] - u["diff_ci_low"])
@@ -98,6 +104,7 @@ def main() -> None:
     parser.add_argument("run", type=Path)
     parser.add_argument("out", type=Path)
     parser.add_argument("--prompt-set", default="toy-captions")
+    parser.add_argument("--metric", default="fid", help="the metric whose crossovers are tested (fid, compositional_accuracy, ...)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[20, 40, 80, 160])
     parser.add_argument("--draws", type=int, default=20)
     parser.add_argument("--power", type=int, nargs="*", default=None,
@@ -112,13 +119,14 @@ def main() -> None:
 
     df = load_metrics(paths.metrics)
     df = analysis.without_search(df[df["prompt_set"] == args.prompt_set])
-    best = analysis.best_model_per_budget(df, "fid")
-    changes = with_differences(analysis.crossovers(best), comparisons, "fid", "to_cell", "from_cell")
+    best = analysis.best_model_per_budget(df, args.metric)
+    changes = with_differences(analysis.crossovers(best), comparisons, args.metric, "to_cell", "from_cell")
     at_change = best.set_index("budget").loc[changes["budget"]]
     unpaired_noise = at_change["runner_up_value"].between(at_change["ci_low"], at_change["ci_high"]).to_numpy()
     changes = changes.assign(unpaired_within_noise=unpaired_noise)
-    winners = with_differences(best, comparisons, "fid", "cell", "runner_up_cell")
+    winners = with_differences(best, comparisons, args.metric, "cell", "runner_up_cell")
     result = {
+        "metric": args.metric,
         "crossovers": changes[["budget", "from_model", "to_model", "difference", "diff_ci_low", "diff_ci_high",
                                "beyond_noise", "unpaired_within_noise"]].to_dict("records"),
         "crossovers_beyond_noise_paired": int(changes["beyond_noise"].astype(bool).sum()),
@@ -126,7 +134,7 @@ def main() -> None:
         "winners_called_paired": int(winners["beyond_noise"].map(lambda v: v is True).sum()),
         "budgets_with_runner_up": int(winners["runner_up_cell"].notna().sum()),
         "power": {f"{c.from_model} to {c.to_model} at {c.budget:.3g}":
-                  power(comparisons, c.to_cell, c.from_cell, args.sizes, args.draws, params["seed"])
+                  power(comparisons, args.metric, c.to_cell, c.from_cell, args.sizes, args.draws, params["seed"])
                   for i, c in enumerate(changes.itertuples()) if args.power is None or i in args.power},
     }
     json.dump(result, sys.stdout, indent=1, default=lambda v: v.item() if hasattr(v, "item") else None)

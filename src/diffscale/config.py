@@ -311,11 +311,3 @@ def read_study_file(path: str | Path) -> dict:
 
 def load(path: str | Path) -> dict:
     return resolve(read_study_file(path), str(path))
-
-
-def toy_training(params: dict, component: str, model: str | None = None) -> dict:
-    """Training settings of a toy component; a model entry may override the shared denoiser recipe."""
-    settings = dict(params["toyworld"][component])
-    if model is not None:
-        settings.update(params["models"][model].get("training", {}))
-    return settings

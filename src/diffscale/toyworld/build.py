@@ -13,7 +13,6 @@ import numpy as np
 from diffscale import prompts as prompt_sets
 from diffscale.atomic import atomic_directory
 from diffscale.cells import Paths
-from diffscale.config import toy_training
 from diffscale.lazy import lazy_import
 from diffscale.manifest import verified
 from diffscale.seeds import derive_seed
@@ -64,6 +63,14 @@ def build_prompt_set(params: dict, paths: Paths, name: str) -> None:
         paths.prompt_set(name),
         [{"id": i, "prompt": s.caption, "labels": s.labels()} for i, s in enumerate(chosen)],
     )
+
+
+def toy_training(params: dict, component: str, model: str | None = None) -> dict:
+    """Training settings of a toy component; a model entry may override the shared denoiser recipe."""
+    settings = dict(params["toyworld"][component])
+    if model is not None:
+        settings.update(params["models"][model].get("training", {}))
+    return settings
 
 
 def _threads(params: dict) -> None:
