@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from diffscale.report import analysis, build_report, figures, readings
+from diffscale.report import analysis, build_report, figures, readings, style
 from diffscale.report.tidy import COLUMNS
 
 UNDISTILLED = {"small": (100_000, 0.1, 10.0, [2, 10, 50]), "big": (1_000_000, 1.0, 3.0, [2, 8, 50])}
@@ -97,7 +97,6 @@ def test_best_per_budget_marks_distilled_winners_and_labels_say_distilled():
 
 def test_figures_draw_distilled_models_dashed_in_their_teachers_colour(tmp_path):
     df = fixture_table(GOOD_BIG_LCM)
-    from diffscale.report import style
     palette = style.model_palette(df)
     assert palette["big-lcm"] == palette["big"] != palette["small"] == palette["small-lcm"]
     for draw in (figures.quality_vs_steps, figures.quality_vs_cost):
