@@ -20,6 +20,7 @@ import pytest
 from PIL import Image
 
 from diffscale.report import analysis, build_report, figures, readings, style
+from diffscale.report.comparisons import with_differences
 from diffscale.report.tidy import COLUMNS
 
 UNDISTILLED = {"small": (100_000, 0.1, 10.0, [2, 10, 50]), "big": (1_000_000, 1.0, 3.0, [2, 8, 50])}
@@ -111,6 +112,7 @@ def test_report_page_has_the_distillation_section_and_metrics_carry_the_teacher(
     df.to_csv(tmp_path / "metrics.csv", index=False)
     page = build_report(tmp_path / "metrics.csv", tmp_path / "out", "distilled").read_text()
     assert "Distilled vs undistilled at equal cost" in page and "The frontiers cross at sampling cost 8" in page
+    assert "(10x in parameters); 2 of them distilled (small-lcm from small, big-lcm from big); samplers" in page
     tables = tmp_path / "out" / "tables" / "toy-captions"
     best = pd.read_csv(tables / "best_per_budget_fid.csv", keep_default_na=False)
     assert set(best["distilled_from"]) == {"", "small"}
@@ -127,3 +129,25 @@ def test_a_table_without_distilled_models_has_no_distillation_section(tmp_path, 
     assert not analysis.has_split(df, "distillation") and analysis.teachers(df) == {}
     df.to_csv(tmp_path / "metrics.csv", index=False)
     assert "Distilled vs undistilled" not in build_report(tmp_path / "metrics.csv", tmp_path / "out", "plain").read_text()
+
+
+class PairedStub:
+    """Stands in for `Comparisons`: a paired difference for one pair of cells only (the crossing at 50)."""
+
+    def difference(self, metric, a, b):
+        if (a, b) == ("big-lcm__lcm__steps8", "big__ddim__steps50"):
+            return {"difference": 2.95, "diff_ci_low": 2.5, "diff_ci_high": 3.4, "beyond_noise": True}
+        return None
+
+
+def test_the_crossing_reading_gives_the_paired_difference_where_per_image_data_exist():
+    df = fixture_table(GOOD_BIG_LCM)
+    table = with_differences(analysis.best_per_group(df, "distillation", "fid"), PairedStub(), "fid",
+                             "cell_distilled", "cell_undistilled")
+    assert table["beyond_noise"].tolist() == [None] * 8 + [True]
+    text = " ".join(readings.distillation_readings(df, table, analysis.ordering_per_budget(df, "fid"), "fid"))
+    assert ("Paired over prompts, the difference there (distilled minus undistilled) is 2.95 [2.5, 3.4], beyond "
+            "noise.") in text
+    assert "Paired over prompts" not in " ".join(
+        readings.distillation_readings(df, analysis.best_per_group(df, "distillation", "fid"),
+                                       analysis.ordering_per_budget(df, "fid"), "fid"))

@@ -17,6 +17,7 @@ from diffscale.report.analysis import (
     overtaken_at,
     primary_metric,
     rank_correlation,
+    teachers,
     trend_agreement,
     winner,
     without_search,
@@ -40,9 +41,13 @@ def intro(df: pd.DataFrame) -> list[str]:
     )
     guidance = ", ".join(f"{g:g}" for g in sorted(df["guidance"].unique()))
     searches = sorted({f"{s} by {v}" for s, v in zip(df["search"], df["verifier"]) if s != "none"})
+    distilled = teachers(df)
+    students = (f" {len(distilled)} of them distilled ({', '.join(f'{s} from {t}' for s, t in distilled.items())});"
+                if distilled else "")
     return [
         f"Study {', '.join(df['study'].unique())}: {df['cell'].nunique()} cells. {len(order)} denoisers from "
-        f"{labels[order[0]]} to {labels[order[-1]]} ({num(sizes[order[-1]] / sizes[order[0]])}x in parameters); "
+        f"{labels[order[0]]} to {labels[order[-1]]} ({num(sizes[order[-1]] / sizes[order[0]])}x in parameters);"
+        f"{students} "
         f"samplers {samplers}; guidance scales {guidance}; search {', '.join(searches) or 'none'}; prompt sets "
         f"{', '.join(df['prompt_set'].unique())}; metrics {', '.join(metric_name(m) for m in df['metric'].unique())}.",
         "It asks which model size gives the best images at a fixed sampling cost (Mei et al., \"Bigger is not Always "
@@ -304,6 +309,15 @@ def group_readings(df: pd.DataFrame, split: str, table: pd.DataFrame, ladders: d
                         f"within the budget), of {len(table)} budgets: {'; '.join(parts)}.{paired}"]
 
 
+def _paired_note(row: pd.Series, difference: str) -> str:
+    """' Paired over prompts, ...' for a row of `with_differences` that has a paired difference, else ''."""
+    if row.get("beyond_noise") is None or pd.isna(row.get("difference")):
+        return ""
+    verdict = "beyond noise" if row["beyond_noise"] else "within noise: there the two ladders tie"
+    return (f" Paired over prompts, the difference there ({difference}) is {num(row['difference'])} "
+            f"[{num(row['diff_ci_low'])}, {num(row['diff_ci_high'])}], {verdict}.")
+
+
 def distillation_readings(df: pd.DataFrame, table: pd.DataFrame, ordering: pd.DataFrame, metric: str) -> list[str]:
     """Mei et al.'s question after distillation: whether the distilled ladder ranks its sizes as the undistilled
     one does at each budget (`ordering_per_budget`), and where the frontiers cross (`best_per_group`, distillation):
@@ -339,7 +353,8 @@ def distillation_readings(df: pd.DataFrame, table: pd.DataFrame, ordering: pd.Da
             f"({labels[above['model_undistilled']]}, {int(above['steps_undistilled'])} steps, {name} "
             f"{num(above['value_undistilled'])}) beats the best distilled one ({labels[above['model_distilled']]}, "
             f"{name} {num(above['value_distilled'])}); the distilled best last wins within {num(below.name)} "
-            f"({labels[below['model_distilled']]}, {int(below['steps_distilled'])} steps).")
+            f"({labels[below['model_distilled']]}, {int(below['steps_distilled'])} steps)."
+            + _paired_note(above, "distilled minus undistilled"))
     elif distilled_wins.empty:
         sentences.append("The frontiers do not cross: the undistilled best is as good or better within every budget "
                          "both ladders fit.")
