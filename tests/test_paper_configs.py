@@ -15,11 +15,12 @@ import pytest
 from diffscale.cells import Paths, blocks, expand
 from diffscale.config import load
 from diffscale.dag import nodes
-from diffscale.estimate import study_cost
+from diffscale.estimate import real_model_gflops, study_cost
 
 BIN = Path(sys.executable).parent
 ENV = os.environ | {"PATH": str(BIN) + os.pathsep + os.environ.get("PATH", "")}
-CONFIGS = ["config/ldm-scaling.yaml", "config/search-scaling.yaml", "config/flow-scaling.yaml"]
+CONFIGS = ["config/ldm-scaling.yaml", "config/search-scaling.yaml", "config/flow-scaling.yaml",
+           "config/distilled-scaling.yaml"]
 
 
 def run(cmd, cwd) -> str:
@@ -81,3 +82,28 @@ def test_one_job_per_cell_keeps_cells_apart(repo):
     assert all(len(cells) == 1 for cells in grouped.values())
     paths = Paths.of(params)
     assert len({paths.samples(c) for c in expand(params)}) == len(expand(params))
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_every_distilled_model_names_a_teacher_of_its_study(repo, config):
+    models = load(repo / config)["models"]
+    for name, entry in models.items():
+        if "distilled_from" in entry:
+            assert entry["distilled_from"] in models.keys() - {name}, name
+
+
+def test_distilled_students_cost_one_evaluation_per_step_at_their_teachers_gflops(repo):
+    """SD-Turbo and SDXL-Turbo run without CFG (guidance 1): NFEs = steps, their teachers' guided cells 2 x steps;
+    SD-Turbo has SD 2.1-base's UNet at the same 512 px, SDXL-Turbo SDXL's at 512 px instead of 1024 (fewer GFLOPs)."""
+    params = load(repo / "config" / "distilled-scaling.yaml")
+    gflops = real_model_gflops(params)
+    assert set(gflops) == set(params["models"])  # every model costed: the estimate has no unknown GPU-hours
+    assert gflops["sd-turbo"] == gflops["sd-2-1-base"]
+    assert gflops["sdxl-turbo"] < gflops["sdxl-base"] / 3  # a quarter of the latent tokens, attention more so
+    students = {name: entry["distilled_from"] for name, entry in params["models"].items() if "distilled_from" in entry}
+    assert students == {"sd-turbo": "sd-2-1-base", "sdxl-turbo": "sdxl-base"}
+    cost = study_cost(params, gflops).set_index("cell")
+    for cell in expand(params):
+        expected = cell.steps if cell.model in students else 2 * cell.steps
+        assert cost.loc[cell.id, "nfe_per_image"] == expected, cell.id
+    assert load(repo / "config" / "flow-scaling.yaml")["models"]["flux-1-schnell"]["distilled_from"] == "flux-1-dev"

@@ -239,13 +239,13 @@ def test_flow_and_diffusion_ladders_are_compared_at_equal_cost(tmp_path):
             for row in cell_rows(model, sampler, steps, 3.0, {"fid": floor + 40 / steps}):
                 rows.append(row | {"model": model + ("-flow" if sampler == "flow-euler" else "")})
     df = pd.DataFrame(rows, columns=COLUMNS)
-    table = analysis.best_per_kind(df, "fid")
+    table = analysis.best_per_group(df, "kind", "fid")
     assert table["budget"].tolist() == [0.2, 1, 2, 5, 10, 50]
-    assert table["winner_kind"].tolist() == ["flow"] * 4 + ["diffusion"] * 2
+    assert table["winner"].tolist() == ["flow"] * 4 + ["diffusion"] * 2
     assert table["model_flow"].tolist() == ["toy-a-flow"] * 4 + ["toy-c-flow"] * 2
-    ladders = analysis.crossovers_per_kind(df, "fid")
+    ladders = analysis.crossovers_per_group(df, "kind", "fid")
     assert {kind: changes["budget"].tolist() for kind, changes in ladders.items()} == {"diffusion": [10], "flow": [10]}
-    reading = " ".join(readings.kind_readings(df, table, ladders, "fid"))
+    reading = " ".join(readings.group_readings(df, "kind", table, ladders, "fid"))
     assert "flow wins at 4 (0.2, 1, 2, 5); diffusion wins at 2 (10, 50)" in reading
     df.to_csv(tmp_path / "metrics.csv", index=False)
     page = build_report(tmp_path / "metrics.csv", tmp_path / "out", "kinds").read_text()
@@ -254,7 +254,7 @@ def test_flow_and_diffusion_ladders_are_compared_at_equal_cost(tmp_path):
 
 
 def test_a_single_model_kind_has_no_kind_comparison(metrics):
-    assert analysis.best_per_kind(metrics, "fid").empty
+    assert analysis.best_per_group(metrics, "kind", "fid").empty
 
 
 def test_steps_reading_leaves_out_the_change_when_no_end_model_ran_both_step_counts():

@@ -133,3 +133,24 @@ def test_same_seeds_give_identical_bytes(tiny_unet, sampler):
 def test_unknown_sampler_lists_the_known_ones():
     with pytest.raises(KeyError, match="dpmsolver"):
         make_scheduler("nope", SD_SCHEDULE)
+
+
+@pytest.mark.parametrize("sampler", ["euler-trailing", "euler-ancestral-trailing"])
+def test_turbo_schedules_start_from_pure_noise_with_one_evaluation_per_step(tiny_unet, sampler):
+    """SD-Turbo and SDXL-Turbo run 1-4 steps without CFG (diffusers' guidance_scale 0, here guidance 1): the trailing
+    schedule's one step is at t = 999 (linspace would put it at t = 0, a step that denoises nothing), each step
+    is one evaluation, and the cost estimate counts the same."""
+    from diffscale.cells import Cell
+    from diffscale.estimate import nfe_per_image
+
+    one_step = make_scheduler(sampler, SD_SCHEDULE)
+    one_step.set_timesteps(1)
+    linspace = make_scheduler("euler", SD_SCHEDULE)
+    linspace.set_timesteps(1)
+    assert one_step.timesteps.tolist() == [999] and linspace.timesteps.tolist() == [0]
+    denoiser, counter, _, _ = run(tiny_unet, sampler, 4, guidance=1.0)
+    assert denoiser.nfe == counter.rows == 3 * 4
+    params = {"models": {"sd-turbo": {"source": "hf"}}}
+    cell = Cell(model="sd-turbo", sampler=sampler, steps=4, guidance=1.0, search="none", verifier="none", budget=0,
+                prompt_set="coco")
+    assert nfe_per_image(params, cell) == 4

@@ -15,7 +15,10 @@ Sources of the configs (the published `unet/config.json` / `transformer/config.j
   innermost stage (3 stages, `block_out_channels=(320, 640, 1280)`). Every variant is one diffusers config.
 - Segmind small-sd / tiny-sd (segmind/distill-sd): the same block removal, so the same architectures as
   BK-SDM-Base (small-sd's config names "segmind/BKSDM-Base-45K") and BK-SDM-Tiny; only the weights differ.
+- SD2.1-base (stabilityai): the SD1.5 layout with 1024-d OpenCLIP text states, 64-d heads, linear projections, at
+  512 px; SD-Turbo (Sauer et al., adversarial diffusion distillation of SD 2.1) ships the same UNet.
 - SDXL base 1.0: 3 stages, transformer depth (0, 2, 10), 2048-d text states, "text_time" added conditioning.
+  SDXL-Turbo is the same UNet distilled to sample at 512 px (a 64 x 64 latent).
 - SSD-1B and Segmind-Vega (Gupta et al., arXiv 2401.02677): SDXL with transformer layers removed, a mid
   block of one resnet and no attention (`mid_block_type="UNetMidBlock2D"`, which diffusers builds with
   `num_layers=0`); SSD-1B's decoder depths differ from its encoder's, hence
@@ -63,6 +66,11 @@ BK_SDM_TINY_UNET = {
     **BK_SDM_SMALL_UNET, "block_out_channels": (320, 640, 1280),
     "down_block_types": ("CrossAttnDownBlock2D",) * 3, "up_block_types": ("CrossAttnUpBlock2D",) * 3,
 }
+
+# stabilityai/stable-diffusion-2-1-base, unet/config.json (SD-Turbo, distilled from SD 2.1, ships the same UNet at
+# the same 512 px): SD1.5's layout with 1024-d OpenCLIP text states, 64-d heads and linear projections.
+SD21_BASE_UNET = {**SD15_UNET, "cross_attention_dim": 1024, "attention_head_dim": (5, 10, 20, 20),
+                  "use_linear_projection": True}
 
 SDXL_UNET = dict(
     sample_size=128, in_channels=4, out_channels=4, layers_per_block=2,
@@ -124,7 +132,10 @@ ARCHITECTURES = [
     Architecture("BK-SDM-Base (= Segmind small-sd)", "sd", "UNet2DConditionModel", BK_SDM_BASE_UNET),
     Architecture("BK-SDM-Small", "sd", "UNet2DConditionModel", BK_SDM_SMALL_UNET),
     Architecture("BK-SDM-Tiny (= Segmind tiny-sd)", "sd", "UNet2DConditionModel", BK_SDM_TINY_UNET),
+    Architecture("SD2.1-base (= SD-Turbo)", "sd", "UNet2DConditionModel", SD21_BASE_UNET),
     Architecture("SDXL", "sdxl", "UNet2DConditionModel", SDXL_UNET),
+    # SDXL-Turbo: SDXL's UNet distilled to sample at 512 px (its unet/config.json has sample_size 64)
+    Architecture("SDXL at 512 px (= SDXL-Turbo)", "sdxl", "UNet2DConditionModel", {**SDXL_UNET, "sample_size": 64}),
     Architecture("SSD-1B", "sdxl", "UNet2DConditionModel", SSD_1B_UNET),
     Architecture("Segmind-Vega", "sdxl", "UNet2DConditionModel", VEGA_UNET),
     Architecture("DiT-XL/2-256", "dit", "DiTTransformer2DModel", DIT_XL_2),
@@ -149,7 +160,14 @@ HUB_REPOS = {
     "nota-ai/bk-sdm-small": "BK-SDM-Small",
     "nota-ai/bk-sdm-tiny": "BK-SDM-Tiny (= Segmind tiny-sd)",
     "segmind/tiny-sd": "BK-SDM-Tiny (= Segmind tiny-sd)",
+    # Lykon/dreamshaper-7 is an SD1.5 fine-tune; LCM-Dreamshaper-v7 adds to it only a guidance-scale embedding
+    # (time_cond_proj_dim=256: one 256 x 320 linear layer, a few MFLOPs per pass against ~800 GFLOPs).
+    "Lykon/dreamshaper-7": "SD1.5",
+    "SimianLuo/LCM_Dreamshaper_v7": "SD1.5",
+    "stabilityai/stable-diffusion-2-1-base": "SD2.1-base (= SD-Turbo)",
+    "stabilityai/sd-turbo": "SD2.1-base (= SD-Turbo)",
     "stabilityai/stable-diffusion-xl-base-1.0": "SDXL",
+    "stabilityai/sdxl-turbo": "SDXL at 512 px (= SDXL-Turbo)",
     "segmind/SSD-1B": "SSD-1B",
     "segmind/Segmind-Vega": "Segmind-Vega",
     "facebook/DiT-XL-2-256": "DiT-XL/2-256",

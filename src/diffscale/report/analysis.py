@@ -32,9 +32,11 @@ def model_order(df: pd.DataFrame) -> list[str]:
 
 
 def model_labels(df: pd.DataFrame) -> dict[str, str]:
-    """'toy-w8 (0.1M)' for every model, for legends and sentences."""
+    """'toy-w8 (0.1M)' for every model, 'lcm-w8 (0.1M, distilled)' for a distilled one, for legends and sentences."""
     sizes = df.drop_duplicates("model").set_index("model")["params"]
-    return {model: f"{model} ({size_label(sizes[model])})" for model in model_order(df)}
+    distilled = teachers(df)
+    return {model: f"{model} ({size_label(sizes[model])}{', distilled' * (model in distilled)})"
+            for model in model_order(df)}
 
 
 def headline_metrics(df: pd.DataFrame) -> list[str]:
@@ -116,7 +118,8 @@ def best_model_per_budget(
     This is Mei et al.'s question (which size wins at a fixed sampling cost), answered for every cost
     present in the table unless `budgets` are given. Budgets below the cheapest configuration get no row.
     Ties go to the cheaper configuration, then the smaller model. `runner_up` is the best other model,
-    so a reader can see whether the win exceeds the confidence interval.
+    so a reader can see whether the win exceeds the confidence interval; `distilled_from` is the winner's
+    teacher, empty for an undistilled model.
     """
     require_one_prompt_set(df)
     selected = best_guidance(df, metric)
@@ -141,7 +144,10 @@ def best_model_per_budget(
             "models_compared": len(per_model), "cell": winner["cell"],
             "runner_up_cell": None if runner_up is None else runner_up["cell"], "previous_winner_cell": previous,
         })
-    return pd.DataFrame(rows, columns=columns).assign(metric=metric)
+    table = pd.DataFrame(rows, columns=columns)
+    # The winner's teacher ("" for an undistilled winner), so the table says which row is a distilled model.
+    distilled = teachers(df)
+    return table.assign(distilled_from=table["model"].map(lambda model: distilled.get(model, "")), metric=metric)
 
 
 def _best_per_model(points: pd.DataFrame, metric: str, cost: str, budget: float) -> pd.DataFrame:
@@ -380,28 +386,107 @@ def model_kind(df: pd.DataFrame) -> pd.Series:
     return df["sampler"].map(lambda name: SAMPLERS[name].serves if name in SAMPLERS else "diffusion")
 
 
-def best_per_kind(df: pd.DataFrame, metric: str = "fid", cost: str = "relative_cost") -> pd.DataFrame:
-    """Mei et al.'s question asked of flow and diffusion models at equal cost: at every budget of the table, the
-    best no-search configuration of each kind within it (guidance chosen per point), side by side, with the
-    winning kind ("tie" when equal). Empty unless the table has both kinds."""
-    require_one_prompt_set(df)
+def teachers(df: pd.DataFrame) -> dict[str, str]:
+    """Each distilled model of the table and the model its entry says it was distilled from (`distilled_from`;
+    tables written before the column existed have no distilled model)."""
+    if "distilled_from" not in df:
+        return {}
+    declared = df[["model", "distilled_from"]].drop_duplicates("model").dropna()
+    return {model: str(teacher) for model, teacher in zip(declared["model"], declared["distilled_from"]) if teacher}
+
+
+def model_distillation(df: pd.DataFrame) -> pd.Series:
+    """Each row's ladder, "distilled" (its model declares `distilled_from`) or "undistilled"."""
+    return df["model"].isin(teachers(df).keys()).map({True: "distilled", False: "undistilled"})
+
+
+# The two-sided comparisons of the report: how rows split into two ladders of models, and the ladders' names
+# (the first is the reference side of a table's columns).
+SPLITS = {
+    "kind": (model_kind, ("diffusion", "flow")),
+    "distillation": (model_distillation, ("undistilled", "distilled")),
+}
+
+
+def has_split(df: pd.DataFrame, split: str) -> bool:
+    """Whether the plain cells hold both ladders of `split`."""
     plain = without_search(df)
-    kinds = model_kind(plain)
-    if set(kinds) != {"diffusion", "flow"}:
+    group, names = SPLITS[split]
+    return set(group(plain)) == set(names)
+
+
+def best_per_group(df: pd.DataFrame, split: str, metric: str = "fid", cost: str = "relative_cost") -> pd.DataFrame:
+    """Mei et al.'s question asked of two ladders at equal cost (flow vs diffusion models, distilled vs undistilled
+    ones; `SPLITS`): at every budget of the table, the best no-search configuration of each ladder within it
+    (guidance chosen per point), side by side with the suffixes `_<ladder>`, and the winning ladder in `winner`
+    ("tie" when equal). A budget where one ladder affords nothing has no row. Empty unless both ladders exist."""
+    require_one_prompt_set(df)
+    if not has_split(df, split):
         return pd.DataFrame()
+    plain = without_search(df)
+    group, (first, second) = SPLITS[split]
+    groups = group(plain)
     points = plain[(plain["metric"] == metric) & plain[cost].notna()]
     budgets = sorted({float(f"{c:.9g}") for c in points[cost]})
     keep = ["budget", "model", "params", "sampler", "steps", "guidance", cost, "value", "ci_low", "ci_high", "cell"]
-    best = {kind: best_model_per_budget(plain[kinds == kind], metric, cost, budgets)[keep] for kind in ("diffusion", "flow")}
-    table = best["diffusion"].merge(best["flow"], on="budget", suffixes=("_diffusion", "_flow"))
-    flow_better = (table["value_flow"] > table["value_diffusion"]) == higher_is_better(metric)
-    table["winner_kind"] = ["tie" if a == b else "flow" if f else "diffusion"
-                            for a, b, f in zip(table["value_diffusion"], table["value_flow"], flow_better)]
+    best = {name: best_model_per_budget(plain[groups == name], metric, cost, budgets)[keep] for name in (first, second)}
+    table = best[first].merge(best[second], on="budget", suffixes=(f"_{first}", f"_{second}"))
+    second_better = (table[f"value_{second}"] > table[f"value_{first}"]) == higher_is_better(metric)
+    table["winner"] = ["tie" if a == b else second if s else first
+                       for a, b, s in zip(table[f"value_{first}"], table[f"value_{second}"], second_better)]
     return table.assign(metric=metric)
 
 
-def crossovers_per_kind(df: pd.DataFrame, metric: str = "fid") -> dict[str, pd.DataFrame]:
-    """The size-vs-steps crossovers within each model kind's ladder (`crossovers` of its own best-per-budget)."""
+def crossovers_per_group(df: pd.DataFrame, split: str, metric: str = "fid") -> dict[str, pd.DataFrame]:
+    """The size-vs-steps crossovers within each ladder of `split` (`crossovers` of its own best-per-budget)."""
     plain = without_search(df)
-    kinds = model_kind(plain)
-    return {kind: crossovers(best_model_per_budget(plain[kinds == kind], metric)) for kind in sorted(set(kinds))}
+    groups = SPLITS[split][0](plain)
+    return {name: crossovers(best_model_per_budget(plain[groups == name], metric)) for name in sorted(set(groups))}
+
+
+def overtaken_at(table: pd.DataFrame, ladder: str) -> float | None:
+    """From `best_per_group`: the smallest budget from which `ladder` wins at every budget of the table (ties
+    excepted) after the other ladder won below it; None when the other ladder never wins below, or `ladder`
+    does not keep winning to the largest budget. For distillation this is where the frontiers cross: the budget
+    above which the undistilled best beats the distilled best."""
+    decided = table[table["winner"] != "tie"]
+    if decided.empty or decided["winner"].iloc[-1] != ladder:
+        return None
+    others = decided.index[decided["winner"] != ladder]
+    if len(others) == 0:
+        return None
+    return float(decided.loc[decided.index > others[-1], "budget"].iloc[0])
+
+
+def ordering_per_budget(df: pd.DataFrame, metric: str = "fid", cost: str = "relative_cost") -> pd.DataFrame:
+    """Does the size ordering at a fixed sampling cost survive distillation? Per budget, the distilled models
+    whose teachers are in the table and the teachers themselves, each at its best configuration within the
+    budget (no search, best guidance), ranked best first within their own ladder; `same_order` when the students
+    rank as their teachers do (a student named by its teacher in `distilled_order`). Budgets where fewer than two
+    such pairs both fit have no row."""
+    require_one_prompt_set(df)
+    plain = without_search(df)
+    pairs = {student: teacher for student, teacher in teachers(plain).items() if teacher in set(plain["model"])}
+    selected = best_guidance(plain[plain["model"].isin([*pairs, *pairs.values()])], metric)
+    points = selected[(selected["metric"] == metric) & selected[cost].notna()]
+    budgets = sorted({float(f"{c:.9g}") for c in points[cost]})
+    columns = ["budget", "pairs", "undistilled_order", "distilled_order", "same_order", "spearman", "best_undistilled",
+               "best_distilled"]
+    rows = []
+    for budget in budgets:
+        per_model = _best_per_model(points, metric, cost, budget).set_index("model")
+        fitting = [(s, t) for s, t in pairs.items() if s in per_model.index and t in per_model.index]
+        if len(fitting) < 2:
+            continue
+        students, fitting_teachers = [s for s, _ in fitting], [t for _, t in fitting]
+        # best_first order of `_best_per_model`, restricted to each ladder's fitting models
+        undistilled = [m for m in per_model.index if m in fitting_teachers]
+        distilled = [pairs[m] for m in per_model.index if m in students]
+        rank = {teacher: i for i, teacher in enumerate(undistilled)}
+        rows.append({
+            "budget": budget, "pairs": len(fitting), "undistilled_order": " > ".join(undistilled),
+            "distilled_order": " > ".join(distilled), "same_order": undistilled == distilled,
+            "spearman": rank_correlation(pd.Series([rank[t] for t in distilled]), pd.Series(range(len(distilled)))),
+            "best_undistilled": undistilled[0], "best_distilled": next(m for m in per_model.index if m in students),
+        })
+    return pd.DataFrame(rows, columns=columns).assign(metric=metric)

@@ -22,7 +22,10 @@ from diffscale.report.analysis import (
     default_sampler,
     guidance_map,
     headline_metrics,
+    SPLITS,
+    best_per_group,
     joint_frontier,
+    model_distillation,
     model_labels,
     paper_trend_comparison,
     primary_metric,
@@ -56,8 +59,9 @@ def _model_lines(ax, frame: pd.DataFrame, x: str, palette: dict) -> None:
             ax.fill_between(line[x], line["ci_low"], line["ci_high"], color=palette[model], alpha=0.2, linewidth=0)
     models = [m for m in palette if m in set(frame["model"])]
     sns.lineplot(
-        data=frame, x=x, y="value", hue="model", hue_order=models, palette=palette, marker="o",
-        estimator=None, errorbar=None, legend=False, ax=ax,
+        data=frame.assign(ladder=model_distillation(frame)), x=x, y="value", hue="model", hue_order=models,
+        palette=palette, style="ladder", dashes=style.DASHES, marker="o", estimator=None, errorbar=None,
+        legend=False, ax=ax,
     )
 
 
@@ -314,3 +318,39 @@ def training_plus_sampling(df: pd.DataFrame, out_dir: Path, metric: str | None =
     frontier_handle = Line2D([], [], color="0.1", label="best within the total")
     style.model_legend(figure, points, palette, extra=(frontier_handle,))
     return style.save(figure, out_dir, f"training_plus_sampling_{metric}")
+
+
+@style.styled
+def ladder_frontiers(df: pd.DataFrame, out_dir: Path, split: str, metric: str | None = None) -> Path | None:
+    """Two ladders of `analysis.SPLITS` at equal cost: each model's best configuration within each budget (any
+    sampler, best guidance, no search) as a thin line, each ladder's best within the budget as a thick step line
+    (solid: the first ladder, dashed: the second), so where the frontiers cross reads off the figure."""
+    require_one_prompt_set(df)
+    metric = metric or primary_metric(df)
+    table = best_per_group(df, split, metric)
+    if len(table) < 2:
+        return None
+    first, second = SPLITS[split][1]
+    points = best_guidance(without_search(df), metric)
+    points = points[(points["metric"] == metric) & points["relative_cost"].notna()]
+    palette = style.model_palette(points)
+    per_model = pd.concat([best_model_per_budget(line, metric, budgets=table["budget"].tolist())
+                           for _, line in points.groupby("model", sort=False)], ignore_index=True)
+    figure, axes = style.panels(1, 1)
+    ax = axes[0][0]
+    dashes = {first: "-", second: "--"}
+    ladder_of = dict(zip(points["model"], SPLITS[split][0](points)))
+    for model, line in per_model.groupby("model", sort=False):
+        ax.plot(line["budget"], line["value"], drawstyle="steps-post", color=palette[model], linewidth=1,
+                linestyle=dashes[ladder_of[model]], alpha=0.8)
+    for ladder in (first, second):
+        ax.plot(table["budget"], table[f"value_{ladder}"], drawstyle="steps-post", color="0.1", linewidth=2.2,
+                linestyle=dashes[ladder])
+    style.log_x(ax)
+    style.log_y_if_wide(ax, points, metric)
+    ax.set(xlabel=style.COST_LABELS["relative_cost"], ylabel=style.metric_axis_label(metric),
+           title=f"{second} vs {first}: best within each budget")
+    handles = tuple(Line2D([], [], color="0.1", linewidth=2.2, linestyle=dashes[ladder], label=f"best {ladder}")
+                    for ladder in (first, second))
+    style.model_legend(figure, points, palette, extra=handles)
+    return style.save(figure, out_dir, f"{second}_vs_{first}_{metric}")

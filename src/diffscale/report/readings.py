@@ -10,11 +10,14 @@ from __future__ import annotations
 import pandas as pd
 
 from diffscale.report.analysis import (
+    SPLITS,
     best_guidance,
     model_labels,
     model_order,
+    overtaken_at,
     primary_metric,
     rank_correlation,
+    teachers,
     trend_agreement,
     winner,
     without_search,
@@ -38,9 +41,13 @@ def intro(df: pd.DataFrame) -> list[str]:
     )
     guidance = ", ".join(f"{g:g}" for g in sorted(df["guidance"].unique()))
     searches = sorted({f"{s} by {v}" for s, v in zip(df["search"], df["verifier"]) if s != "none"})
+    distilled = teachers(df)
+    students = (f" {len(distilled)} of them distilled ({', '.join(f'{s} from {t}' for s, t in distilled.items())});"
+                if distilled else "")
     return [
         f"Study {', '.join(df['study'].unique())}: {df['cell'].nunique()} cells. {len(order)} denoisers from "
-        f"{labels[order[0]]} to {labels[order[-1]]} ({num(sizes[order[-1]] / sizes[order[0]])}x in parameters); "
+        f"{labels[order[0]]} to {labels[order[-1]]} ({num(sizes[order[-1]] / sizes[order[0]])}x in parameters);"
+        f"{students} "
         f"samplers {samplers}; guidance scales {guidance}; search {', '.join(searches) or 'none'}; prompt sets "
         f"{', '.join(df['prompt_set'].unique())}; metrics {', '.join(metric_name(m) for m in df['metric'].unique())}.",
         "It asks which model size gives the best images at a fixed sampling cost (Mei et al., \"Bigger is not Always "
@@ -270,30 +277,88 @@ def ranking_reading(checks: pd.DataFrame, disagreements: list[str]) -> str:
             f"dimensions, it is a rough correction.")
 
 
-def kind_readings(df: pd.DataFrame, table: pd.DataFrame, ladders: dict[str, pd.DataFrame], metric: str) -> list[str]:
-    """Flow vs diffusion from `best_per_kind` (which kind wins at which budgets, paired where measured) and each
-    kind's own size-vs-steps crossovers from `crossovers_per_kind`."""
+def group_readings(df: pd.DataFrame, split: str, table: pd.DataFrame, ladders: dict[str, pd.DataFrame],
+                   metric: str) -> list[str]:
+    """Two ladders of `analysis.SPLITS` (flow vs diffusion, distilled vs undistilled) from `best_per_group`: which
+    ladder wins at which budgets (paired where measured), and each ladder's own size-vs-steps crossovers from
+    `crossovers_per_group`."""
     labels, name = model_labels(df), metric_name(metric)
+    first, second = SPLITS[split][1]
     sentences = []
-    for kind, changes in ladders.items():
+    for ladder, changes in ladders.items():
         if changes.empty:
-            sentences.append(f"Among the {kind} models the best model within a budget never changes.")
+            sentences.append(f"Among the {ladder} models the best model within a budget never changes.")
         else:
             steps = ", ".join(f"{labels[row.to_model]} from {num(row.budget)}" for row in changes.itertuples())
-            sentences.append(f"Among the {kind} models alone, the best within a budget changes {len(changes)} "
+            sentences.append(f"Among the {ladder} models alone, the best within a budget changes {len(changes)} "
                              f"time{'s' * (len(changes) != 1)}: {steps}.")
     if table.empty:
         return sentences
     parts = []
-    for kind in ("flow", "diffusion", "tie"):
-        budgets = table.loc[table["winner_kind"] == kind, "budget"]
+    for ladder in (second, first, "tie"):
+        budgets = table.loc[table["winner"] == ladder, "budget"]
         if not budgets.empty:
-            parts.append(f"{'ties' if kind == 'tie' else kind + ' wins'} at {len(budgets)} "
+            parts.append(f"{'ties' if ladder == 'tie' else ladder + ' wins'} at {len(budgets)} "
                          f"({', '.join(num(b) for b in budgets)})")
     paired = ""
     if "beyond_noise" in table and table["beyond_noise"].notna().any():
         beyond = int(table["beyond_noise"].map(lambda v: v is True).sum())
         paired = (f" The paired CI of the difference (same prompts and seeds) excludes zero at {beyond} of "
                   f"{int(table['beyond_noise'].notna().sum())} budgets.")
-    return sentences + [f"Flow vs diffusion at equal cost ({name}, each kind's best configuration within the budget), "
-                        f"of {len(table)} budgets: {'; '.join(parts)}.{paired}"]
+    return sentences + [f"{capitalized(second)} vs {first} at equal cost ({name}, each ladder's best configuration "
+                        f"within the budget), of {len(table)} budgets: {'; '.join(parts)}.{paired}"]
+
+
+def _paired_note(row: pd.Series, difference: str) -> str:
+    """' Paired over prompts, ...' for a row of `with_differences` that has a paired difference, else ''."""
+    if row.get("beyond_noise") is None or pd.isna(row.get("difference")):
+        return ""
+    verdict = "beyond noise" if row["beyond_noise"] else "within noise: there the two ladders tie"
+    return (f" Paired over prompts, the difference there ({difference}) is {num(row['difference'])} "
+            f"[{num(row['diff_ci_low'])}, {num(row['diff_ci_high'])}], {verdict}.")
+
+
+def distillation_readings(df: pd.DataFrame, table: pd.DataFrame, ordering: pd.DataFrame, metric: str) -> list[str]:
+    """Mei et al.'s question after distillation: whether the distilled ladder ranks its sizes as the undistilled
+    one does at each budget (`ordering_per_budget`), and where the frontiers cross (`best_per_group`, distillation):
+    the budget above which the undistilled best beats the distilled best."""
+    labels, name = model_labels(df), metric_name(metric)
+    sentences = []
+    if ordering.empty:
+        sentences.append("Fewer than two distilled models have their teacher in the table within a common budget, so "
+                         "the size ordering before and after distillation cannot be compared.")
+    else:
+        kept, flipped = ordering[ordering["same_order"]], ordering[~ordering["same_order"]]
+        sentences.append(
+            f"Size ordering at a fixed sampling cost ({name}; each student named by its teacher): the distilled "
+            f"ladder ranks its models as the undistilled one does within {len(kept)} of {len(ordering)} budgets"
+            + (f" ({', '.join(num(b) for b in kept['budget'])})" if len(kept) else "")
+            + ("" if flipped.empty else "; it differs within " + "; ".join(
+                f"{num(row.budget)} (undistilled {row.undistilled_order}, distilled {row.distilled_order})"
+                for row in flipped.itertuples()))
+            + ". So the ordering " + ("survives distillation." if flipped.empty else
+                                      "does not survive distillation everywhere." if len(kept) else
+                                      "does not survive distillation.")
+        )
+    if table.empty:
+        return sentences
+    crossing = overtaken_at(table, "undistilled")
+    distilled_wins = table.loc[table["winner"] == "distilled", "budget"]
+    best_at = table.set_index("budget")
+    if crossing is not None:
+        below = best_at.loc[distilled_wins.iloc[-1]]
+        above = best_at.loc[crossing]
+        sentences.append(
+            f"The frontiers cross at sampling cost {num(crossing)}: from there on the best undistilled configuration "
+            f"({labels[above['model_undistilled']]}, {int(above['steps_undistilled'])} steps, {name} "
+            f"{num(above['value_undistilled'])}) beats the best distilled one ({labels[above['model_distilled']]}, "
+            f"{name} {num(above['value_distilled'])}); the distilled best last wins within {num(below.name)} "
+            f"({labels[below['model_distilled']]}, {int(below['steps_distilled'])} steps)."
+            + _paired_note(above, "distilled minus undistilled"))
+    elif distilled_wins.empty:
+        sentences.append("The frontiers do not cross: the undistilled best is as good or better within every budget "
+                         "both ladders fit.")
+    else:
+        sentences.append(f"The frontiers do not cross in this table: the distilled best still wins within "
+                         f"{num(distilled_wins.iloc[-1])}, the largest budget at which one ladder wins.")
+    return sentences

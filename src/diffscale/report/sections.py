@@ -98,8 +98,8 @@ def prompt_set_report(
             _paper_section(df, writer, sampler, steps, reference_model),
             _training_section(df, writer),
         ]
-        if analysis.model_kind(plain).nunique() > 1:
-            sections.append(_kinds_section(df, writer, comparisons))
+        sections += [_split_section(df, writer, split, comparisons) for split in analysis.SPLITS
+                     if analysis.has_split(df, split)]
     if search_analysis.has_search(df):  # Ma et al.'s questions, each search line read against its no-search baseline
         sections += [_search_scaling_section(df, writer), _search_verifier_section(df, writer),
                      _search_equal_compute_section(df, writer, comparisons), _search_budget_section(df, writer)]
@@ -107,23 +107,51 @@ def prompt_set_report(
     return PromptSetReport(writer.prompt_set, writer.slug, sections)
 
 
-def _kinds_section(df: pd.DataFrame, writer: Writer, comparisons: Comparisons | None) -> Section:
-    """Flow-matching against diffusion models at equal sampling cost, and each kind's own crossovers."""
-    section = Section("Flow matching vs diffusion at equal cost")
+# Per split of `analysis.SPLITS`: the section's title and what its note says about how the two ladders compare.
+SPLIT_SECTIONS = {
+    "kind": ("Flow matching vs diffusion at equal cost",
+             "Each sampler serves one kind of model (diffusion samplers: a noise schedule; flow samplers: rectified "
+             "flow), so the per-sampler panels of the headline figure are the two ladders; cost is the same denoiser "
+             "GFLOPs x evaluations for both."),
+    "distillation": ("Distilled vs undistilled at equal cost",
+                     "A model whose entry declares `distilled_from` is in the distilled ladder (dashed lines, the "
+                     "teacher's colour, 'distilled' in its label); every other model is undistilled. Cost is the same "
+                     "denoiser GFLOPs x evaluations for both: a student that takes guidance as an input, or none, "
+                     "spends one evaluation per step."),
+}
+
+
+def _split_section(df: pd.DataFrame, writer: Writer, split: str, comparisons: Comparisons | None) -> Section:
+    """Two ladders of models at equal sampling cost (`analysis.SPLITS`), each ladder's own crossovers, and for
+    distillation whether the size ordering survives it and where the frontiers cross."""
+    first, second = analysis.SPLITS[split][1]
+    title, note = SPLIT_SECTIONS[split]
+    section = Section(title)
     metric = analysis.primary_metric(df)
-    table = with_differences(analysis.best_per_kind(df, metric), comparisons, metric, "cell_flow", "cell_diffusion")
-    ladders = analysis.crossovers_per_kind(df, metric)
-    writer.save_table(f"flow_vs_diffusion_{metric}", table)
-    for kind, changes in ladders.items():
-        writer.save_table(f"crossovers_{kind}_{metric}", changes)
-    section.note("Each sampler serves one kind of model (diffusion samplers: a noise schedule; flow samplers: "
-                 "rectified flow), so the per-sampler panels of the headline figure are the two ladders; cost is "
-                 "the same denoiser GFLOPs x evaluations for both.")
-    section.readings(readings.kind_readings(df, table, ladders, metric))
+    table = with_differences(analysis.best_per_group(df, split, metric), comparisons, metric, f"cell_{second}",
+                             f"cell_{first}")
+    ladders = analysis.crossovers_per_group(df, split, metric)
+    writer.save_table(f"{second}_vs_{first}_{metric}", table)
+    for ladder, changes in ladders.items():
+        writer.save_table(f"crossovers_{ladder}_{metric}", changes)
+    section.note(note)
+    writer.add_figure(section, figures.ladder_frontiers(df, writer.figure_dir, split, metric),
+                      f"fewer than two budgets with both {first} and {second} configurations.")
+    section.readings(readings.group_readings(df, split, table, ladders, metric))
+    if split == "distillation":
+        ordering = analysis.ordering_per_budget(df, metric)
+        writer.save_table(f"distilled_ordering_{metric}", ordering)
+        section.readings(readings.distillation_readings(df, table, ordering, metric))
+        if not ordering.empty:
+            section.table("Models best first within each budget, each ladder on its own (students named by their "
+                          "teacher)", ordering.drop(columns=["metric"]))
     if not table.empty:
-        shown = table[["budget", "model_diffusion", "steps_diffusion", "value_diffusion", "model_flow", "steps_flow",
-                       "value_flow", "winner_kind"]]
-        section.table(f"Best {metric_name(metric)} of each kind within each budget", shown)
+        columns = ["budget", f"model_{first}", f"steps_{first}", f"value_{first}", f"model_{second}", f"steps_{second}",
+                   f"value_{second}", "winner"]
+        if table["beyond_noise"].notna().any():
+            columns += ["difference", "diff_ci_low", "diff_ci_high"]
+        section.table(f"Best {metric_name(metric)} of each ladder within each budget; difference = {second} minus "
+                      f"{first} with its paired CI (bootstrap over prompts)", table[columns])
     return section
 
 
@@ -173,6 +201,8 @@ def _cost_section(df: pd.DataFrame, writer: Writer, comparisons: Comparisons | N
         section.note(floor)
     columns = ["budget", "model", "sampler", "steps", "guidance", "value", "ci_low", "ci_high", "runner_up",
                "runner_up_value"]
+    if best["distilled_from"].ne("").any():  # which winners are distilled models, and of which teacher
+        columns.insert(2, "distilled_from")
     if best["beyond_noise"].notna().any():
         columns += ["difference", "diff_ci_low", "diff_ci_high"]
         best = best.assign(winner_called=called(best))

@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
-from diffscale.report.analysis import model_labels, model_order
+from diffscale.report.analysis import model_labels, model_order, teachers
 from diffscale.report.metrics import higher_is_better, metric_name
 
 DPI = 150
@@ -57,18 +57,27 @@ def save(figure: Figure, out_dir: Path, name: str) -> Path:
     return path
 
 
+# Line style of each ladder of `analysis.model_distillation`: a distilled model is drawn dashed.
+DASHES = {"undistilled": "", "distilled": (4, 2)}
+
+
 def model_palette(df: pd.DataFrame) -> dict[str, tuple]:
-    """One colour per model, by size, identical in every figure of a table."""
+    """One colour per model, by size, identical in every figure of a table; a distilled model whose teacher is in
+    the table takes its teacher's colour (and a dashed line), so each pair reads as one size."""
+    distilled = teachers(df)
     models = model_order(df)
-    return dict(zip(models, sns.color_palette(PALETTE, len(models))))
+    own = [m for m in models if distilled.get(m) not in models]
+    colours = dict(zip(own, sns.color_palette(PALETTE, len(own))))
+    return {m: colours[distilled[m]] if m not in colours else colours[m] for m in models}
 
 
 def model_legend(
     figure: Figure, df: pd.DataFrame, palette: dict, extra: tuple = (), models: list[str] | None = None
 ) -> None:
     """The figure's legend on the right: one entry per model of `df` (or `models`), then `extra` handles."""
-    labels = model_labels(df)
-    handles = [Line2D([], [], color=palette[m], marker="o", label=labels[m]) for m in models or model_order(df)]
+    labels, distilled = model_labels(df), teachers(df)
+    handles = [Line2D([], [], color=palette[m], marker="o", label=labels[m],
+                      linestyle="--" if m in distilled else "-") for m in models or model_order(df)]
     figure.legend(handles=[*handles, *extra], title="model (params)", loc="outside right center", frameon=False)
 
 

@@ -5,7 +5,8 @@ decide, so the same study gives the same bytes on any run and either engine; the
 (a measurement of the machine, not a result) go to `timings.csv`, one row per cell. `training.csv` is
 each model's training compute, one row per model: the counted FLOPs of a toy model's training ledger
 (`toyworld.training`) or the FLOPs a real model's entry states; its FLOPs are also a column of metrics.csv,
-its wall seconds only of training.csv.
+its wall seconds only of training.csv. `distilled_from` is the teacher a distilled model's entry names (empty
+for an undistilled model): the report compares the distilled ladder with the undistilled one.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from diffscale.manifest import LEDGER, verified_file
 COLUMNS = [
     "cell", "study", "model", "params", "sampler", "steps", "guidance", "search", "verifier", "search_budget",
     "prompt_set", "nfe_per_image", "nfe_per_image_nocfg", "gflops_per_nfe", "gflops_per_image",
-    "verifier_gflops_per_image", "total_gflops_per_image", "relative_cost", "training_flops",
+    "verifier_gflops_per_image", "total_gflops_per_image", "relative_cost", "training_flops", "distilled_from",
     "metric", "value", "ci_low", "ci_high", "n",
 ]
 TIMING_COLUMNS = ["cell", "seconds_per_image", "device", "host"]
@@ -77,6 +78,8 @@ def tidy_table(params: dict, paths: Paths, cells: list[Cell], training: pd.DataF
             # Mei et al.'s sampling cost: normalised denoiser cost x evaluations (CFG not counted).
             "relative_cost": ledger["gflops_per_nfe"] / reference_gflops * ledger["nfe_per_image_nocfg"],
             "training_flops": training_flops[cell.model],
+            # The teacher a distilled model's entry names; empty for an undistilled model.
+            "distilled_from": params["models"][cell.model].get("distilled_from", ""),
         }
         for score in json.loads(paths.scores(cell).read_text()):
             rows.append(base | {k: score[k] for k in ("metric", "value", "ci_low", "ci_high", "n")})
@@ -92,5 +95,9 @@ def timings_table(paths: Paths, cells: list[Cell]) -> pd.DataFrame:
 
 def load_metrics(path: Path) -> pd.DataFrame:
     """Read `metrics.csv` keeping "none" (no search, no verifier) a string rather than NaN."""
-    return pd.read_csv(path, dtype=dict.fromkeys(STRING_COLUMNS, str), keep_default_na=False,
-                       na_values=["", "nan", "NaN"])
+    df = pd.read_csv(path, dtype=dict.fromkeys(STRING_COLUMNS, str), keep_default_na=False,
+                     na_values=["", "nan", "NaN"])
+    # An empty teacher is "not distilled", not a missing value (tables written before the column have none).
+    if "distilled_from" in df:
+        df["distilled_from"] = df["distilled_from"].map(lambda teacher: "" if pd.isna(teacher) else str(teacher))
+    return df

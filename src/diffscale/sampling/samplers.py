@@ -112,6 +112,13 @@ register_sampler(Sampler("heun", "HeunDiscreteScheduler", "Heun 2nd order (2 NFE
                          {"timestep_spacing": "linspace"}, evaluations=lambda steps: 2 * steps - 1))
 register_sampler(Sampler("euler-ancestral", "EulerAncestralDiscreteScheduler", "Euler ancestral",
                          {"timestep_spacing": "linspace"}, stochastic=True))
+# Few-step distilled models ship with trailing timesteps (the first step at t = T-1, pure noise; linspace would put
+# a one-step schedule at t = 0): SD-Turbo with Euler, SDXL-Turbo with Euler ancestral (their scheduler configs).
+register_sampler(Sampler("euler-trailing", "EulerDiscreteScheduler", "Euler, trailing timesteps (SD-Turbo)",
+                         {"timestep_spacing": "trailing"}))
+register_sampler(Sampler("euler-ancestral-trailing", "EulerAncestralDiscreteScheduler",
+                         "Euler ancestral, trailing timesteps (SDXL-Turbo)", {"timestep_spacing": "trailing"},
+                         stochastic=True))
 register_sampler(Sampler("unipc", "UniPCMultistepScheduler", "UniPC, Zhao et al. 2023", {"timestep_spacing": "linspace"}))
 
 # Flow matching: the model's own shift / dynamic shifting come with its config (FLUX passes `mu` through
