@@ -12,6 +12,7 @@ import yaml
 
 from diffscale.manifest import MANIFEST
 from diffscale.metrics import fidelity, paired
+from diffscale.report import analysis
 from diffscale.report.comparisons import Comparisons, ranking_checks, ranking_disagreements, with_differences
 
 RESAMPLES, CONFIDENCE = 200, 0.95
@@ -188,3 +189,25 @@ def test_scoring_writes_per_image_data_that_the_report_pairs(smoke_run):
     assert not contested.empty and contested["difference"].notna().all()
     checks = pd.read_csv(tables / "ranking_checks.csv")
     assert checks["fid_floor"].notna().all() and checks["fid_infinity"].notna().all()
+
+
+def test_headline_counts_the_crossovers_each_metric_calls(tmp_path, reference):
+    """FID features identical in every cell (no FID difference is beyond noise) while the judge's per-image
+    accuracy follows each cell's table value (every accuracy crossover is): the headline counts each apart."""
+    from test_report import synthetic_metrics
+
+    from diffscale.report.headline import prompt_set_headline
+
+    table = analysis.without_search(synthetic_metrics())
+    rng = np.random.default_rng(15)
+    features = rng.normal(size=(64, 6))
+    accuracy = table[table["metric"] == "compositional_accuracy"].set_index("cell")["value"]
+    write_cells(tmp_path / "block", reference, {
+        name: cell(features, {"compositional_accuracy": value + 0.01 * rng.normal(size=64)})
+        for name, value in accuracy.items()})
+    comparisons = Comparisons([tmp_path / "block"], RESAMPLES, CONFIDENCE, seed=0)
+    numbers = prompt_set_headline(table, 50, "toy-c", comparisons)
+    judged = analysis.crossovers(analysis.best_model_per_budget(table, "compositional_accuracy"))
+    assert len(numbers["crossover_budgets"]) == 2 and numbers["crossovers_beyond_noise"] == 0
+    assert numbers["compositional_accuracy_crossovers"] == len(judged) > 0
+    assert numbers["compositional_accuracy_crossovers_beyond_noise"] == len(judged)
