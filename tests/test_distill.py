@@ -12,7 +12,7 @@ import yaml
 from diffusers import DiffusionPipeline, LatentConsistencyModelPipeline, LCMScheduler, UNet2DConditionModel
 
 from diffscale.cells import Paths, expand
-from diffscale.config import load, resolve
+from diffscale.config import load, resolve, study_warnings
 from diffscale.errors import ParamsError
 from diffscale.estimate import nfe_per_image
 from diffscale.metrics import fidelity
@@ -86,6 +86,15 @@ def test_lcm_samples_students_and_only_them(smoke, model, sampler, fits):
         resolve(smoke)
     assert f"grids.0.samplers: {sampler!r} cannot sample {model!r}" in str(error.value)
     assert all(name in str(error.value) for name in fits)
+
+
+def test_a_guidance_scale_the_students_never_saw_is_warned(smoke):
+    smoke["grids"].append({"models": [STUDENT], "samplers": ["lcm"], "steps": [2], "guidance": [3.0, 6.0],
+                           "prompt_sets": ["toy-captions"]})
+    warnings = study_warnings(resolve(smoke))
+    assert [w for w in warnings if "distillation" in w] == [
+        f"grids.{len(smoke['grids']) - 1}.guidance: 6.0 is outside toyworld.distillation.guidance [1.5, 4.0], the "
+        "scales the distilled models were trained for"]
 
 
 def test_search_over_paths_refuses_lcm_by_name_and_random_search_takes_it(smoke):
