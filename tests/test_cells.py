@@ -24,7 +24,8 @@ def test_cell_id_round_trips_including_odd_characters():
 def test_expand_is_the_deduplicated_product_of_the_grids(repo):
     params = load(repo / "config" / "smoke.yaml")
     cells = expand(params)
-    plain = 2 * 2 + 1 + 1 + 2  # size-vs-steps, compositional, the DDPM baseline of FK steering, flow at 2 and 4
+    # size-vs-steps, compositional, the DDPM baseline of FK steering, flow at 2 and 4, the LCM student at 1, 2, 4
+    plain = 2 * 2 + 1 + 1 + 2 + 3
     searched = 2 + 1 + 1 + 1 + 1  # random at budgets 1 and 2, paths, zero-order, FK steering, paths on flow
     assert len(cells) == len({c.id for c in cells}) == plain + searched
     assert sum(c.search != "none" for c in cells) == searched
@@ -62,7 +63,7 @@ def test_blocks_group_cells_that_share_model_prompts_and_search(repo):
     assert sorted(b.id for b in grouped) == [
         "toy-flow-w8__nosearch__toy-captions", "toy-flow-w8__paths__toy-captions", "toy-w16__fk-steering__toy-captions", "toy-w16__nosearch__toy-captions", "toy-w16__nosearch__toy-pairs",
         "toy-w16__paths__toy-captions", "toy-w16__random__toy-captions", "toy-w16__zero-order__toy-captions",
-        "toy-w8__nosearch__toy-captions"]
+        "toy-w8-lcm__nosearch__toy-captions", "toy-w8__nosearch__toy-captions"]
 
 
 def test_a_node_whose_input_was_deleted_is_found(repo, tmp_path, monkeypatch):

@@ -108,8 +108,10 @@ ADDED_STEPS = {f.format(s=3, g=g) for f in (W8, W16) for g in (2, 3)}
 FLOW = {"toy-flow-w8__flow-euler__steps2__cfg3__nosearch__toy-captions",
         "toy-flow-w8__flow-euler__steps4__cfg3__nosearch__toy-captions",
         "toy-flow-w8__flow-euler__steps4__cfg3__paths+oracle+n2__toy-captions"}
+# toy-w8's consistency-distilled student: re-distilled (and resampled) whenever its teacher changes.
+STUDENT = {f"toy-w8-lcm__lcm__steps{s}__cfg3__nosearch__toy-captions" for s in (1, 2, 4)}
 ALL_AFTER_STEPS = ({f.format(s=s, g=g) for f in (W8, W16) for s in (2, 3, 4) for g in (2, 3)}
-                   | {PAIRS} | set(SEARCH.values()) | FLOW)
+                   | {PAIRS} | set(SEARCH.values()) | FLOW | STUDENT)
 
 
 EDITS = [
@@ -117,7 +119,8 @@ EDITS = [
     ("add a guidance value", set_key("grids.0.guidance", [2.0, 3.0]), ADDED_GUIDANCE, ADDED_GUIDANCE),
     ("add a step count", set_key("grids.0.steps", [2, 3, 4]), ADDED_STEPS, ADDED_STEPS),
     ("change one model's width", set_key("models.toy-w8.width", 16),
-     {W8.format(s=s, g=g) for s in (2, 3, 4) for g in (2, 3)}, {W8.format(s=s, g=g) for s in (2, 3, 4) for g in (2, 3)}),
+     {W8.format(s=s, g=g) for s in (2, 3, 4) for g in (2, 3)} | STUDENT,
+     {W8.format(s=s, g=g) for s in (2, 3, 4) for g in (2, 3)} | STUDENT),
     ("change an FK-steering option", set_key("search.fk-steering.lambda", 5.0), {SEARCH["fk"]}, {SEARCH["fk"]}),
     ("change a verifier option", set_key("verifiers.self-consistency.level", 0.25), {SEARCH["zero-order"]},
      {SEARCH["zero-order"]}),

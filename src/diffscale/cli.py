@@ -233,9 +233,10 @@ def cmd_model(args) -> None:
     job = node_job(args, ("model", "--name", args.name))
     entry = job.params["models"][args.name]
     if entry["source"] == "toy":
-        from diffscale.toyworld.build import build_denoiser
+        from diffscale.toyworld.build import build_denoiser, build_student
 
-        job.build(job.paths.model(args.name), lambda: build_denoiser(job.params, job.paths, args.name))
+        build = build_student if "distilled_from" in entry else build_denoiser
+        job.build(job.paths.model(args.name), lambda: build(job.params, job.paths, args.name))
     else:
         from diffscale.models.hub import prepare_model
 

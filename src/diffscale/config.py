@@ -36,6 +36,8 @@ DEFAULTS: dict[str, Any] = {
         "autoencoder": {"width": 16, "steps": 600, "batch_size": 32, "lr": 3e-3, "kl_weight": 1e-6},
         "text_encoder": {"width": 64, "layers": 2, "steps": 300, "batch_size": 128, "lr": 2e-3},
         "denoiser": {"steps": 600, "batch_size": 64, "lr": 2e-3, "uncond_probability": 0.1},
+        "distillation": {"steps": 300, "batch_size": 64, "lr": 5e-4, "skip": 20, "guidance": [1.5, 8.0],
+                         "ema_decay": 0.95, "huber_c": 1e-3},
         "oracle": {"width": 16, "steps": 1200, "batch_size": 128, "lr": 3e-3},
         "judge": {"width": 16, "steps": 1200, "batch_size": 128, "lr": 3e-3},
         "clip": {"width": 64, "layers": 2, "steps": 400, "batch_size": 128, "lr": 1e-3},
@@ -123,6 +125,44 @@ def _model_problems(params: dict) -> list[str]:
                        for name, entry in params["models"].items() if entry["source"] == "toy" and "training_flops" in entry]
 
 
+def distillation_teachers(params: dict) -> list[str]:
+    """The models a toy model may be distilled from: toy diffusion (v-prediction) models not distilled themselves."""
+    return [name for name, entry in params["models"].items() if entry["source"] == "toy" and "distilled_from" not in entry
+            and entry.get("objective", "v-prediction") == "v-prediction"]
+
+
+def distilled_toy(entry: dict) -> bool:
+    return entry["source"] == "toy" and "distilled_from" in entry
+
+
+def _distillation_problems(params: dict) -> list[str]:
+    """A toy student names a toy v-prediction teacher of the study and takes its width, objective and the shared
+    recipe; its guidance is embedded (the student's input). Other sources' `distilled_from` is a label."""
+    problems, teachers = [], distillation_teachers(params)
+    for name, entry in params["models"].items():
+        if not distilled_toy(entry):
+            continue
+        if entry["distilled_from"] not in teachers:
+            problems.append(f"models.{name}.distilled_from: {entry['distilled_from']!r} is not a toy v-prediction model "
+                            f"of this study; allowed: {teachers}")
+        for key in ("width", "objective", "training"):
+            if key in entry:
+                problems.append(f"models.{name}.{key}: a distilled toy model takes its teacher's width and objective and "
+                                "the recipe toyworld.distillation; remove the key")
+        if entry.get("guidance", "embedded") != "embedded":
+            problems.append(f"models.{name}.guidance: a distilled toy model takes the guidance scale as an input; "
+                            "allowed value: 'embedded' (the default for it)")
+    return problems
+
+
+def _inherit_from_teachers(params: dict) -> None:
+    """Write out what a toy student takes from its teacher (its width) and that its guidance is embedded, so that
+    every reader (estimates, node plans, the report) sees them like any other model's."""
+    for entry in params["models"].values():
+        if distilled_toy(entry):
+            entry |= {"width": params["models"][entry["distilled_from"]]["width"], "guidance": "embedded"}
+
+
 def known_model_kind(entry: dict) -> str | None:
     """"diffusion" or "flow" where the study says it before anything is fetched: a toy model's objective, a
     local folder's scheduler config; None for a hub model (its sampler is checked when it loads)."""
@@ -135,16 +175,23 @@ def known_model_kind(entry: dict) -> str | None:
 
 
 def _sampler_problems(params: dict) -> list[str]:
-    """A flow-matching model needs a flow sampler and a diffusion model a diffusion one (`Sampler.serves`)."""
+    """A flow-matching model needs a flow sampler and a diffusion model a diffusion one (`Sampler.serves`); a
+    distilled toy model needs a consistency sampler, and a consistency sampler a distilled model."""
     problems = []
     for i, grid in enumerate(params["grids"]):
         for model in (m for m in grid["models"] if m in params["models"]):  # undefined ones: `_reference_problems`
-            kind = known_model_kind(params["models"][model])
+            entry = params["models"][model]
+            kind, toy = known_model_kind(entry), entry["source"] == "toy"
+            fits = [name for name, s in SAMPLERS.items()
+                    if s.serves == kind and (not toy or s.consistency == distilled_toy(entry))]
             for sampler in grid["samplers"]:
                 if kind is not None and SAMPLERS[sampler].serves != kind:
-                    fits = [name for name, s in SAMPLERS.items() if s.serves == kind]
                     problems.append(f"grids.{i}.samplers: {sampler!r} samples {SAMPLERS[sampler].serves} models, but "
                                     f"{model!r} is a {kind} model; samplers for it: {fits}")
+                elif toy and SAMPLERS[sampler].consistency != distilled_toy(entry):
+                    what = "a consistency-distilled" if distilled_toy(entry) else "not a consistency-distilled"
+                    problems.append(f"grids.{i}.samplers: {sampler!r} cannot sample {model!r}, {what} model; "
+                                    f"samplers for it: {fits}")
     return problems
 
 
@@ -240,9 +287,14 @@ def _scoring_problems(params: dict) -> list[str]:
 
 
 def study_warnings(params: dict) -> list[str]:
-    """Settings that run but do not do what their name says (a search that never searches, ...)."""
+    """Settings that run but do not do what their name says (a search that never searches, a distilled model
+    asked for a guidance scale it never saw, ...)."""
     found = []
+    low, high = params["toyworld"]["distillation"]["guidance"]
     for i, grid in enumerate(params["grids"]):
+        if any(distilled_toy(params["models"][m]) for m in grid["models"] if m in params["models"]):
+            found += [f"grids.{i}.guidance: {g} is outside toyworld.distillation.guidance [{low}, {high}], the scales "
+                      "the distilled models were trained for" for g in grid["guidance"] if not low <= g <= high]
         for name in (grid.get("search") or {}).get("algorithms", []):
             for steps in grid["steps"]:
                 found += [f"grids.{i}: search.{name}.{w}" for w in ALGORITHMS[name].warnings(params["search"][name], steps)]
@@ -265,8 +317,10 @@ def resolve(raw: dict, source: str = "params") -> dict:
         raise ParamsError(f"{source}: invalid study parameters:\n" + "\n".join(f"  - {p}" for p in problems))
     params = _merge(defaults(), raw)
     params["verifiers"] = _resolve_verifiers(params["verifiers"])
-    problems = _reference_problems(params) + _model_problems(params) + _verifier_problems(params) + _search_problems(params)
-    problems += _sampler_problems(params)
+    problems = _reference_problems(params) + _model_problems(params) + _distillation_problems(params)
+    if not problems:
+        _inherit_from_teachers(params)
+    problems += _verifier_problems(params) + _search_problems(params) + _sampler_problems(params)
     problems += _scoring_problems(params)
     if problems:
         raise ParamsError(f"{source}: invalid study parameters:\n" + "\n".join(f"  - {p}" for p in problems))

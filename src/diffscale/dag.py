@@ -129,6 +129,12 @@ def fetch_nodes(params: dict, paths: Paths) -> list[Node]:
 
 def model_node(params: dict, paths: Paths, name: str) -> Node:
     entry, out = params["models"][name], {"model": str(paths.model(name))}
+    if entry["source"] == "toy" and "distilled_from" in entry:
+        # A student reads its teacher's folder (whose autoencoder and text encoder it keeps) and the training data.
+        deps = {"dataset": str(paths.dataset), "teacher": str(paths.model(entry["distilled_from"]))}
+        return Node("distilled-model", name, ("model", "--name", name), deps, out,
+                    ("seed", "threads", "toyworld.distillation", f"models.{name}"), TRAIN_CODE, frozenset({"model"}),
+                    threads=params["threads"], rule="model", priority=CRITICAL - 2)
     if entry["source"] == "toy":
         deps = {"dataset": str(paths.dataset), "autoencoder": str(paths.component("autoencoder")),
                 "text_encoder": str(paths.component("text_encoder"))}

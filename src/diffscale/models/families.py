@@ -18,7 +18,8 @@ family, like a scheduler per file in diffusers:
 
 Families: `sd` (SD 1.x UNets: SD1.5, BK-SDM, Segmind small-sd / tiny-sd), `sdxl` (SDXL, SSD-1B, Vega: the
 same pipeline with smaller UNets), `dit` (class-conditional DiT on ImageNet classes), `flux` (FLUX.1
-dev / schnell), `sd3` (SD3 and SD3.5 Large / Medium) and `pixart` (PixArt-Sigma).
+dev / schnell), `sd3` (SD3 and SD3.5 Large / Medium), `pixart` (PixArt-Sigma) and `lcm` (latent consistency
+models: LCM-distilled SD UNets with the guidance scale as an input, the toy ladder's students).
 """
 
 from __future__ import annotations
@@ -273,6 +274,26 @@ def _pixart_call(backbone, latents: torch.Tensor, timesteps: torch.Tensor, cond:
     return drop_learned_variance(out, latents)
 
 
+# --- Latent consistency models (LCM-distilled SD UNets, the toy ladder's students) --------------------------
+
+def _lcm_encode(pipeline, prompts: list[dict], device) -> tuple[Conditioning, Conditioning]:
+    """The prompts' text states, as `LatentConsistencyModelPipeline` encodes them: no null prompt, since the
+    teacher's guidance was distilled into the model (`guidance_inputs`); the unconditional branch is never run."""
+    cond, _ = pipeline.encode_prompt([p["prompt"] for p in prompts], device, 1, False)
+    return {"encoder_hidden_states": cond}, {"encoder_hidden_states": cond}
+
+
+def _lcm_guidance(pipeline, scales: torch.Tensor) -> Conditioning:
+    """`timestep_cond`: the embedding of w = scale - 1, as LatentConsistencyModelPipeline makes it."""
+    embedding = pipeline.get_guidance_scale_embedding(scales - 1, embedding_dim=pipeline.unet.config.time_cond_proj_dim)
+    return {"timestep_cond": embedding.to(scales.device, pipeline.unet.dtype)}
+
+
+def _flux_guidance(pipeline, scales: torch.Tensor) -> Conditioning:
+    """FluxPipeline's `guidance`: the scale itself, one float32 per row."""
+    return {"guidance": scales}
+
+
 def _no_schedule_options(pipeline, latent_shape: tuple[int, ...], steps: int | None = None) -> dict:
     return {}
 
@@ -293,6 +314,8 @@ class Family:
     schedule_options: Callable[..., dict] = _no_schedule_options
     embedded_guidance: Callable[..., bool] = _no_embedded_guidance
     classifier_free: bool = True  # encode gives a real null prompt, so guidance != 1 can run as a CFG pair
+    # The model's guidance inputs for a batch of scales (float32, one per row), where it embeds guidance.
+    guidance_input: Callable[..., Conditioning] = _flux_guidance
 
 
 FAMILIES: dict[str, Family] = {
@@ -307,6 +330,9 @@ FAMILIES: dict[str, Family] = {
                    embedded_guidance=lambda p: bool(p.transformer.config.guidance_embeds), classifier_free=False),
     "sd3": Family("sd3", _sd3_encode, _transformer_latent_shape, _shifted_vae_decode, lambda p: p.transformer,
                   ("StableDiffusion3Pipeline",), call=_sd3_call, schedule_options=_sd3_schedule),
+    "lcm": Family("lcm", _lcm_encode, _unet_latent_shape, _vae_decode, lambda p: p.unet, ("LatentConsistencyModelPipeline",),
+                  embedded_guidance=lambda p: p.unet.config.time_cond_proj_dim is not None, classifier_free=False,
+                  guidance_input=_lcm_guidance),
     "pixart": Family("pixart", _pixart_encode, _transformer_latent_shape, _vae_decode, lambda p: p.transformer,
                      ("PixArtSigmaPipeline",), call=_pixart_call),
 }
@@ -316,15 +342,16 @@ def guidance_inputs(family: Family, pipeline, cond: Conditioning, uncond: Condit
                     guidance: float) -> tuple[Conditioning, Conditioning, float]:
     """(cond, uncond, the loop's guidance) for a guidance scale.
 
-    A guidance-distilled model (FLUX.1-dev) takes the scale as an input, one value per row (float32, as
-    FluxPipeline passes it), and the loop runs at guidance 1: one evaluation per step, no CFG pair.
+    A guidance-distilled model (FLUX.1-dev, an LCM with a guidance embedding) takes the scale as an input, in the
+    form its family's `guidance_input` gives, and the loop runs at guidance 1: one evaluation per step, no CFG pair.
     Otherwise the inputs are returned unchanged and the loop runs classifier-free guidance at `guidance`,
     which a family without a null prompt (FLUX.1-schnell) cannot do.
     """
     if family.embedded_guidance(pipeline):
         def with_scale(c: Conditioning) -> Conditioning:
             rows = tree_leaves(c)[0]
-            return {**c, "guidance": torch.full((rows.shape[0],), float(guidance), dtype=torch.float32, device=rows.device)}
+            scales = torch.full((rows.shape[0],), float(guidance), dtype=torch.float32, device=rows.device)
+            return {**c, **family.guidance_input(pipeline, scales)}
 
         return with_scale(cond), with_scale(uncond), 1.0
     if not family.classifier_free and guidance != 1.0:

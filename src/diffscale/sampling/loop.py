@@ -101,7 +101,7 @@ def x0_prediction(scheduler: SchedulerMixin, step_output, sample: torch.Tensor, 
 
     (their `sigmas` run parallel to `timesteps`, Heun's repeated points included). Most diffusion schedulers
     return x0 from `step` (`pred_original_sample`, in their own parameterisation: epsilon, v or sample
-    prediction, sigma- or alpha-scaled latents). Multistep solvers that do not (DPM-Solver++, UniPC) run on
+    prediction, sigma- or alpha-scaled latents; LCMScheduler's `denoised`). Multistep solvers that do not (DPM-Solver++, UniPC) run on
     the variance-preserving schedule x_t = sqrt(a_t) x0 + sqrt(1 - a_t) eps, where
 
         epsilon:       x0 = (x_t - sqrt(1 - a_t) eps) / sqrt(a_t)
@@ -113,9 +113,10 @@ def x0_prediction(scheduler: SchedulerMixin, step_output, sample: torch.Tensor, 
     if scheduler_kind(scheduler) == "flow":
         sigma = scheduler.sigmas[index].to(sample.device, sample.dtype)
         return sample - sigma * model_output
-    x0 = getattr(step_output, "pred_original_sample", None)
-    if x0 is not None:
-        return x0
+    for name in ("pred_original_sample", "denoised"):  # LCMScheduler calls its consistency function's x0 `denoised`
+        x0 = getattr(step_output, name, None)
+        if x0 is not None:
+            return x0
     if not float(t).is_integer():
         raise ValueError(f"{type(scheduler).__name__}: x0 needs an integer training timestep, got {float(t)}")
     alpha = scheduler.alphas_cumprod[int(t)].to(sample.device, sample.dtype)

@@ -8,7 +8,9 @@ toy checkpoint and for Stable Diffusion. Add a sampler with one `register_sample
 A sampler serves one kind of model, read from the model's scheduler config (`model_kind`): "diffusion"
 (a noise schedule x_t = alpha_t x0 + sigma_t eps, epsilon / v / sample prediction) or "flow" (rectified flow
 x_t = (1 - sigma) x0 + sigma eps, velocity prediction: FLUX, SD3). Their schedulers are not interchangeable,
-so a sampler of the other kind is refused by name rather than run on the wrong parameterisation.
+so a sampler of the other kind is refused by name rather than run on the wrong parameterisation. A
+consistency-distilled model (LCM) is a diffusion model whose network is a consistency function; only a
+consistency sampler (`lcm`) reads it as one, which validation checks where the study says what a model is.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ class Sampler:
     stochastic: bool = False  # draws fresh noise at each step (needs per-image generators)
     resumable: bool = False  # a step depends only on (t, x_t): a trajectory may stop and resume anywhere
     serves: str = "diffusion"  # the model kind it samples (`MODEL_KINDS`, see `model_kind`)
+    consistency: bool = False  # samples consistency-distilled models (LCM), and only those
 
     def scheduler_class(self) -> type:
         return getattr(diffusers, self.scheduler)
@@ -133,3 +136,9 @@ register_sampler(Sampler("flow-heun", "FlowMatchHeunDiscreteScheduler", "flow-ma
 register_sampler(Sampler("flow-euler-stochastic", "FlowMatchEulerDiscreteScheduler",
                          "flow-matching Euler, re-noising x0 with fresh noise each step", {"stochastic_sampling": True},
                          stochastic=True, resumable=True, serves="flow"))
+
+# Latent consistency models (Luo et al. 2023): each step maps x_t to the consistency function's x0 and, but on the
+# last step, re-noises it to the next timestep of LCM's skipping grid with fresh noise (per-image generators). The
+# scheduler counts its steps, and the step also depends on the step's position, so a trajectory does not resume.
+register_sampler(Sampler("lcm", "LCMScheduler", "multistep latent consistency sampling, Luo et al. 2023",
+                         stochastic=True, consistency=True))

@@ -25,6 +25,7 @@ transformers = lazy_import("transformers")
 autoencoder = lazy_import("diffscale.toyworld.autoencoder")
 clip = lazy_import("diffscale.toyworld.clip")
 denoiser = lazy_import("diffscale.toyworld.denoiser")
+distill = lazy_import("diffscale.toyworld.distill")
 judge = lazy_import("diffscale.toyworld.judge")
 oracle = lazy_import("diffscale.toyworld.oracle")
 text = lazy_import("diffscale.toyworld.text")
@@ -152,3 +153,18 @@ def build_denoiser(params: dict, paths: Paths, model: str) -> None:
         (out / "training.json").write_text(json.dumps(report | {"settings": s}, indent=2))
         ledger.write(out)
 
+
+
+def build_student(params: dict, paths: Paths, model: str) -> None:
+    """Distil a toy denoiser (`models.<model>.distilled_from`) with latent consistency distillation; saved as a
+    `LatentConsistencyModelPipeline` folder with its training ledger."""
+    _threads(params)
+    s = params["toyworld"]["distillation"]
+    teacher = params["models"][model]["distilled_from"]
+    images, _, captions = load_dataset(paths)
+    pipeline, report, ledger = distill.fit(verified(paths.model(teacher)), images, captions, s,
+                                           _seed(params, "distillation", model))
+    with atomic_directory(paths.model(model)) as out:
+        pipeline.save_pretrained(out, safe_serialization=True)
+        (out / "training.json").write_text(json.dumps(report | {"teacher": teacher, "settings": s}, indent=2))
+        ledger.write(out)

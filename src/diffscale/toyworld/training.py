@@ -34,14 +34,14 @@ class TrainingLedger:
     seconds: float
     # FLOPs the training needed besides its optimisation steps, by what they were spent on (not in the total).
     not_included: dict[str, int] = field(default_factory=dict)
+    counted: str = COUNTED  # what the count covers (distillation adds its teacher's and target's passes)
 
     @property
     def training_flops(self) -> int:
         return self.flops_per_step * self.steps
 
     def to_dict(self) -> dict:
-        return {"training_flops": self.training_flops, **asdict(self), "samples_seen": self.steps * self.batch_size,
-                "counted": COUNTED}
+        return {"training_flops": self.training_flops, **asdict(self), "samples_seen": self.steps * self.batch_size}
 
     def write(self, folder: Path) -> None:
         """Write the ledger beside the weights (a file of the artifact, left out of its content hash)."""
@@ -66,9 +66,10 @@ def train(
     lr: float,
     seed: int,
     desc: str,
+    after_step: Callable[[], None] | None = None,
 ) -> tuple[list[float], TrainingLedger]:
-    """AdamW with a cosine schedule; `loss_fn(batch_indices)` returns the loss. Returns the loss curve and the
-    training's ledger."""
+    """AdamW with a cosine schedule; `loss_fn(batch_indices)` returns the loss; `after_step()` runs after each
+    update (distillation moves its EMA target there). Returns the loss curve and the training's ledger."""
     torch.manual_seed(seed)
     parameters = list(parameters)
     optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=0.0)
@@ -84,6 +85,8 @@ def train(
             loss.backward()
             optimizer.step()
             schedule.step()
+            if after_step is not None:
+                after_step()
             losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}", refresh=False)
     seconds = round(time.perf_counter() - start, 3)
