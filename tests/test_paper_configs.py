@@ -93,7 +93,8 @@ def test_every_distilled_model_names_a_teacher_of_its_study(repo, config):
 
 
 def test_distilled_students_cost_one_evaluation_per_step_at_their_teachers_gflops(repo):
-    """SD-Turbo and SDXL-Turbo run without CFG (guidance 1): NFEs = steps, their teachers' guided cells 2 x steps;
+    """SD-Turbo and SDXL-Turbo run without CFG (guidance 1), LCM-Dreamshaper with its guidance embedded: NFEs =
+    steps, their teachers' guided cells 2 x steps;
     SD-Turbo has SD 2.1-base's UNet at the same 512 px, SDXL-Turbo SDXL's at 512 px instead of 1024 (fewer GFLOPs)."""
     params = load(repo / "config" / "distilled-scaling.yaml")
     gflops = real_model_gflops(params)
@@ -101,7 +102,8 @@ def test_distilled_students_cost_one_evaluation_per_step_at_their_teachers_gflop
     assert gflops["sd-turbo"] == gflops["sd-2-1-base"]
     assert gflops["sdxl-turbo"] < gflops["sdxl-base"] / 3  # a quarter of the latent tokens, attention more so
     students = {name: entry["distilled_from"] for name, entry in params["models"].items() if "distilled_from" in entry}
-    assert students == {"sd-turbo": "sd-2-1-base", "sdxl-turbo": "sdxl-base"}
+    assert students == {"sd-turbo": "sd-2-1-base", "sdxl-turbo": "sdxl-base", "lcm-dreamshaper-7": "dreamshaper-7"}
+    assert gflops["lcm-dreamshaper-7"] == gflops["dreamshaper-7"]  # SD1.5's UNet (the guidance MLP: under 0.01%)
     cost = study_cost(params, gflops).set_index("cell")
     for cell in expand(params):
         expected = cell.steps if cell.model in students else 2 * cell.steps
