@@ -116,3 +116,27 @@ def test_report_page_has_the_training_section(table, tmp_path):
     assert "training_plus_sampling_fid.png" in html and "Training plus 100 images" in html
     tables = tmp_path / "out" / "tables" / "toy-captions"
     assert (tables / "best_model_by_total_fid.csv").exists() and (tables / "quality_vs_training_fid.csv").exists()
+
+
+def test_a_distilled_toy_model_is_charged_its_teachers_training_and_its_own_distillation(tmp_path, monkeypatch):
+    import json
+
+    from diffscale.cells import Paths
+    from diffscale.manifest import LEDGER, write_manifest
+    from diffscale.report.tidy import training_table
+
+    monkeypatch.chdir(tmp_path)
+    params = {"study": "s", "models": {"teacher": {"source": "toy", "width": 8},
+                                       "student": {"source": "toy", "distilled_from": "teacher"}}}
+    paths = Paths.of(params)
+    for model, (flops, steps) in {"teacher": (4e11, 600), "student": (5e11, 300)}.items():
+        folder = paths.model(model)
+        folder.mkdir(parents=True)
+        (folder / LEDGER).write_text(json.dumps({"training_flops": flops, "steps": steps, "batch_size": 64,
+                                                 "samples_seen": 64 * steps, "parameters": 1000, "seconds": 1.0,
+                                                 "not_included": {}}))
+        write_manifest(folder)
+    table = training_table(params, paths, ["teacher", "student"]).set_index("model")
+    assert table.loc["student", "training_flops"] == 9e11 and table.loc["student", "distillation_flops"] == 5e11
+    assert table.loc["teacher", "training_flops"] == 4e11 and pd.isna(table.loc["teacher", "distillation_flops"])
+    assert table.loc["student", "training_steps"] == 300  # the distillation's own steps

@@ -272,6 +272,12 @@ def _paper_section(
     return section
 
 
+def _with_flops_written(table: pd.DataFrame) -> pd.DataFrame:
+    """FLOP columns as 1.2e13 (empty where a model has none, e.g. an undistilled model's distillation)."""
+    columns = [c for c in ("training_flops", "distillation_flops") if c in table]
+    return table.assign(**{c: table[c].map(flops, na_action="ignore") for c in columns})
+
+
 def _training_section(df: pd.DataFrame, writer: Writer) -> Section:
     """Quality against training compute at fixed sampling budgets, and training + N-image sampling compute."""
     section = Section("Training compute")
@@ -280,13 +286,15 @@ def _training_section(df: pd.DataFrame, writer: Writer) -> Section:
         section.note("Fewer than two models of this prompt set have known training FLOPs (toy models count theirs; "
                      "a real model's entry may state `training_flops`).")
         return section
-    ledger = [c for c in ("training_flops", "training_flops_source", "training_steps", "samples_seen",
-                          "training_seconds", "flops_not_included") if c in known]
+    ledger = [c for c in ("training_flops", "distillation_flops", "training_flops_source", "training_steps",
+                          "samples_seen", "training_seconds", "flops_not_included") if c in known and known[c].notna().any()]
     per_model = known.drop_duplicates("model").set_index("model").loc[analysis.model_order(known)]
     section.table("Training compute per model: FLOPs counted by torch's counter (one optimisation step's forward "
                   "and backward matmul, convolution and attention FLOPs, times the steps) or stated by the model's "
-                  "authors; not included: the toy denoisers' one pass of the frozen encoders over the data",
-                  per_model[["params", *ledger]].reset_index().assign(training_flops=lambda t: t["training_flops"].map(flops)))
+                  "authors; a distilled toy model's is its teacher's plus its distillation (`distillation_flops`, whose steps, "
+                  "samples and seconds the other columns give); not included: the toy denoisers' one pass of the frozen "
+                  "encoders over the data",
+                  _with_flops_written(per_model[["params", *ledger]].reset_index()))
     tables = {metric: analysis.quality_vs_training(df, metric) for metric in analysis.training_metrics(known)}
     for metric, table in tables.items():
         writer.save_table(f"quality_vs_training_{metric}", table)

@@ -27,8 +27,8 @@ COLUMNS = [
 ]
 TIMING_COLUMNS = ["cell", "seconds_per_image", "device", "host"]
 # `training_flops_source`: "counted" (a toy model's ledger), "stated" (the model entry) or empty (unknown).
-TRAINING_COLUMNS = ["model", "training_flops", "training_flops_source", "training_steps", "batch_size",
-                    "samples_seen", "trained_parameters", "training_seconds", "flops_not_included"]
+TRAINING_COLUMNS = ["model", "training_flops", "distillation_flops", "training_flops_source", "training_steps",
+                    "batch_size", "samples_seen", "trained_parameters", "training_seconds", "flops_not_included"]
 STRING_COLUMNS = ["cell", "study", "model", "sampler", "search", "verifier", "prompt_set", "metric"]
 
 
@@ -39,13 +39,22 @@ def reference_model(params: dict, model_params: dict[str, int]) -> str:
 
 def training_table(params: dict, paths: Paths, models: list[str]) -> pd.DataFrame:
     """Each model's training compute: a toy model's ledger (checked against its folder's manifest), else the
-    `training_flops` its entry states, else unknown (NaN)."""
+    `training_flops` its entry states, else unknown (NaN). A toy student's training compute is its teacher's
+    plus its own distillation (a distilled model cannot exist without its teacher); the steps, samples and
+    seconds are the distillation's, and `distillation_flops` says how much of the total it was."""
+    def ledger_of(model: str) -> dict:
+        return json.loads(verified_file(paths.model(model), LEDGER).read_text())
+
     rows = []
     for model in models:
         entry = params["models"][model]
         if entry["source"] == "toy":
-            ledger = json.loads(verified_file(paths.model(model), LEDGER).read_text())
-            rows.append({"model": model, "training_flops": ledger["training_flops"], "training_flops_source": "counted",
+            ledger = ledger_of(model)
+            teacher = entry.get("distilled_from")
+            inherited = ledger_of(teacher)["training_flops"] if teacher else 0
+            rows.append({"model": model, "training_flops": inherited + ledger["training_flops"],
+                         "distillation_flops": ledger["training_flops"] if teacher else None,
+                         "training_flops_source": "counted",
                          "training_steps": ledger["steps"], "batch_size": ledger["batch_size"],
                          "samples_seen": ledger["samples_seen"], "trained_parameters": ledger["parameters"],
                          "training_seconds": ledger["seconds"],
