@@ -231,3 +231,14 @@ def test_a_sampler_of_the_other_model_kind_is_refused_before_any_job(smoke, obje
     assert f"grids.0.samplers: {sampler!r}" in str(error.value) and f"'toy-w8' is a {kind} model" in str(error.value)
     fits = [name for name, s in SAMPLERS.items() if s.serves == kind and not s.consistency]
     assert str(fits) in str(error.value)
+
+
+def test_a_key_given_twice_in_the_hand_written_schema_is_refused():
+    """json.loads keeps the last of two equal keys silently: a merge once left two `distilled_from` entries."""
+    import json
+
+    from diffscale.schema import _unique_keys
+
+    with pytest.raises(ValueError, match="distilled_from"):
+        json.loads('{"a": {"distilled_from": 1, "b": 2, "distilled_from": 3}}', object_pairs_hook=_unique_keys)
+    assert json.loads('{"a": {"b": 1}, "c": {"b": 2}}', object_pairs_hook=_unique_keys) == {"a": {"b": 1}, "c": {"b": 2}}

@@ -20,8 +20,18 @@ from diffscale.verifiers import VERIFIERS
 GENERATED = "schemas/params.schema.json"
 
 
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    """JSON keeps the last of two equal keys without a word; in a hand-edited schema that hides a merge's twin."""
+    keys = [key for key, _ in pairs]
+    twins = sorted({key for key in keys if keys.count(key) > 1})
+    if twins:
+        raise ValueError(f"schemas/study.base.json: keys given twice in one object: {twins}")
+    return dict(pairs)
+
+
 def _base() -> dict:
-    return json.loads(resources.files("diffscale").joinpath("schemas/study.base.json").read_text())
+    return json.loads(resources.files("diffscale").joinpath("schemas/study.base.json").read_text(),
+                      object_pairs_hook=_unique_keys)
 
 
 def build() -> dict:
