@@ -174,6 +174,20 @@ def test_lcm_counts_one_evaluation_per_step_in_every_smoke_ledger(smoke_run, smo
     assert SAMPLERS["lcm"].evaluations(4) == 4
 
 
+def test_the_smoke_tables_know_the_student_and_charge_it_its_teachers_training(smoke_run, smoke_params):
+    """What the report's distilled-vs-undistilled section and training-compute view read."""
+    import pandas as pd
+
+    paths = Paths.of(smoke_params)
+    metrics = pd.read_csv(smoke_run / paths.metrics, keep_default_na=False)
+    assert set(metrics.loc[metrics["model"] == STUDENT, "distilled_from"]) == {TEACHER}
+    assert set(metrics.loc[metrics["model"] != STUDENT, "distilled_from"]) == {""}
+    training = pd.read_csv(smoke_run / paths.training).set_index("model")
+    own = json.loads((smoke_run / paths.model(STUDENT) / "training-ledger.json").read_text())["training_flops"]
+    assert training.loc[STUDENT, "distillation_flops"] == pytest.approx(own)
+    assert training.loc[STUDENT, "training_flops"] == pytest.approx(own + training.loc[TEACHER, "training_flops"])
+
+
 def test_the_lcm_family_reproduces_the_pipeline_and_counts_its_calls(models):
     """The family's conditioning, guidance embedding, scheduler and decoding give diffusers' own
     LatentConsistencyModelPipeline images from the same latents and per-image generators, with one backbone

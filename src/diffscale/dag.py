@@ -208,12 +208,15 @@ def aggregate_node(params: dict, paths: Paths) -> Node:
     """The tables: metrics and timings from the blocks, training compute from the toy models' ledgers and the
     other models' entries."""
     study_blocks = blocks(params)
-    models = sorted({b.model for b in study_blocks})
+    sampled = {b.model for b in study_blocks}
+    # A distilled model is charged its teacher's training too, so the teacher's ledger is read.
+    models = sorted(sampled | {params["models"][m]["distilled_from"] for m in sampled
+                               if params["models"][m]["source"] == "toy" and "distilled_from" in params["models"][m]})
     deps = {"samples": tuple(str(paths.block_samples(b)) for b in study_blocks),
             "scores": tuple(str(paths.block_scores(b)) for b in study_blocks),
             "models": tuple(str(paths.model(m)) for m in models if params["models"][m]["source"] == "toy")}
     reads = ("report.reference_model", "sampling.jobs") + tuple(
-        f"models.{m}.{key}" for m in models for key in ("source", "training_flops"))
+        f"models.{m}.{key}" for m in models for key in ("source", "training_flops", "distilled_from"))
     return Node("aggregate", "", ("aggregate",), deps,
                 {"metrics": str(paths.metrics), "timings": str(paths.timings), "training": str(paths.training)},
                 reads, ("diffscale.report.tidy",),
