@@ -25,9 +25,7 @@ import yaml
 from diffusers import DiffusionPipeline
 
 from diffscale.metrics import fidelity
-from diffscale.models.families import family_of, guidance_inputs
-from diffscale.sampling.loop import CountingDenoiser, denoise, initial_noise
-from diffscale.sampling.samplers import SAMPLERS, make_scheduler
+from diffscale.sampling.block import sample_pixels
 from diffscale.seeds import derive_seed
 from diffscale.toyworld import scenes
 
@@ -51,16 +49,8 @@ def fid(root: Path, model: str, sampler: str, steps: int, images: int, guidance:
     real, _, captions = scenes.sample_dataset(2 * images, derive_seed(0, "benchmark-distill"), 0.5)
     reference = fidelity.fid_features_to_statistics(fidelity.extract_features(real[:images], fidelity.TOY_EXTRACTOR, oracle))
     pipeline = DiffusionPipeline.from_pretrained(root / "models" / model, local_files_only=True)
-    family = family_of(pipeline)
-    with torch.no_grad():
-        cond, uncond = family.encode(pipeline, [{"prompt": c} for c in captions[images:]], torch.device("cpu"))
-        cond, uncond, loop_guidance = guidance_inputs(family, pipeline, cond, uncond, guidance)
-        noise, generators = initial_noise([derive_seed(0, "benchmark-distill", i) for i in range(images)],
-                                          family.latent_shape(pipeline), "cpu")
-        latents = denoise(CountingDenoiser(family.backbone(pipeline), call=family.call),
-                          make_scheduler(sampler, pipeline.scheduler.config), noise, cond, uncond, loop_guidance, steps,
-                          generators=generators if SAMPLERS[sampler].stochastic else None).latents
-        pixels = (family.decode(pipeline, latents) * 255).round().byte().permute(0, 2, 3, 1).numpy()
+    pixels = sample_pixels(pipeline, captions[images:], sampler, steps, guidance,
+                           [derive_seed(0, "benchmark-distill", i) for i in range(images)])
     return fidelity.fid(fidelity.extract_features(pixels, fidelity.TOY_EXTRACTOR, oracle), reference)
 
 

@@ -18,6 +18,7 @@ from diffscale.estimate import nfe_per_image
 from diffscale.metrics import fidelity
 from diffscale.models.families import family_of, guidance_inputs
 from diffscale.models.flops import count_flops, flop_counter
+from diffscale.sampling.block import sample_pixels
 from diffscale.sampling.loop import CountingDenoiser, denoise, initial_noise
 from diffscale.sampling.samplers import SAMPLERS, make_scheduler
 from diffscale.search import ALGORITHMS
@@ -260,16 +261,8 @@ def _smoke_fid(smoke_run, smoke_params, model: str, sampler: str, steps: int) ->
     real, _, _ = scenes.sample_dataset(FID_IMAGES, derive_seed(0, "test_distill", "real"), pair_probability)
     _, _, captions = scenes.sample_dataset(FID_IMAGES, derive_seed(0, "test_distill", "prompts"), pair_probability)
     pipeline = DiffusionPipeline.from_pretrained(smoke_run / paths.model(model), local_files_only=True)
-    family = family_of(pipeline)
-    with torch.no_grad():
-        cond, uncond = family.encode(pipeline, [{"prompt": c} for c in captions], torch.device("cpu"))
-        cond, uncond, guidance = guidance_inputs(family, pipeline, cond, uncond, 3.0)
-        noise, generators = initial_noise([derive_seed(0, "test_distill", i) for i in range(FID_IMAGES)],
-                                          family.latent_shape(pipeline), "cpu")
-        latents = denoise(CountingDenoiser(family.backbone(pipeline), call=family.call),
-                          make_scheduler(sampler, pipeline.scheduler.config), noise, cond, uncond, guidance, steps,
-                          generators=generators if SAMPLERS[sampler].stochastic else None).latents
-        images = (family.decode(pipeline, latents) * 255).round().byte().permute(0, 2, 3, 1).numpy()
+    images = sample_pixels(pipeline, captions, sampler, steps, 3.0,
+                           [derive_seed(0, "test_distill", i) for i in range(FID_IMAGES)])
     reference = fidelity.fid_features_to_statistics(fidelity.extract_features(real, fidelity.TOY_EXTRACTOR, oracle))
     return fidelity.fid(fidelity.extract_features(images, fidelity.TOY_EXTRACTOR, oracle), reference)
 

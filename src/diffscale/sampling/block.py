@@ -52,6 +52,20 @@ def to_pil(images):
     return VaeImageProcessor.numpy_to_pil(images.permute(0, 2, 3, 1).float().cpu().numpy())
 
 
+@torch.no_grad()
+def sample_pixels(pipeline, prompts: list[str], sampler: str, steps: int, guidance: float, seeds: list[int]):
+    """uint8 images (N, H, W, C) of a loaded pipeline, one per prompt and seed, with the study's own loop, outside
+    the DAG: for benchmarks and tests that compare models on the same prompts and seeds (no search, CPU)."""
+    family = family_of(pipeline)
+    cond, uncond = family.encode(pipeline, [{"prompt": p} for p in prompts], torch.device("cpu"))
+    cond, uncond, loop_guidance = guidance_inputs(family, pipeline, cond, uncond, guidance)
+    noise, generators = initial_noise(seeds, family.latent_shape(pipeline), "cpu")
+    latents = denoise(CountingDenoiser(family.backbone(pipeline), call=family.call),
+                      make_scheduler(sampler, pipeline.scheduler.config), noise, cond, uncond, loop_guidance, steps,
+                      generators=generators if SAMPLERS[sampler].stochastic else None).latents
+    return (family.decode(pipeline, latents) * 255).round().byte().permute(0, 2, 3, 1).numpy()
+
+
 class BlockSampler:
     """A loaded pipeline and the block's encoded prompt batches, shared by the block's cells."""
 
