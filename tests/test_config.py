@@ -30,6 +30,15 @@ def test_shipped_studies_are_valid(repo, study_file):
     assert params["grids"] and params["models"]
 
 
+@pytest.mark.parametrize("study_file", ["config/toy-flow.yaml", "config/toy-full.yaml", "config/toy-distilled.yaml"])
+def test_toy_studies_share_the_default_toy_world_and_ladder(repo, study_file):
+    """They say they reuse the default study's trained world in one results tree: that holds only while their
+    recipes and ladder equal params.yaml's (the artifact cache keys each component by what it reads)."""
+    default, study = load(repo / "params.yaml"), load(repo / study_file)
+    assert study["toyworld"] == default["toyworld"]
+    assert {name: study["models"][name] for name in default["models"]} == default["models"]
+
+
 def test_unknown_key_names_the_key_and_the_allowed_keys(smoke):
     smoke["sampling"]["batchsize"] = 8
     with pytest.raises(ParamsError) as error:

@@ -111,13 +111,15 @@ def prompt_set_report(
 SPLIT_SECTIONS = {
     "kind": ("Flow matching vs diffusion at equal cost",
              "Each sampler serves one kind of model (diffusion samplers: a noise schedule; flow samplers: rectified "
-             "flow), so the per-sampler panels of the headline figure are the two ladders; cost is the same denoiser "
-             "GFLOPs x evaluations for both."),
+             "flow), so the per-sampler panels of the headline figure are the two ladders; cost is the headline's "
+             "sampling cost for both (normalized model cost x evaluations, the CFG pair not counted)."),
     "distillation": ("Distilled vs undistilled at equal cost",
                      "A model whose entry declares `distilled_from` is in the distilled ladder (dashed lines, the "
-                     "teacher's colour, 'distilled' in its label); every other model is undistilled. Cost is the same "
-                     "denoiser GFLOPs x evaluations for both: a student that takes guidance as an input, or none, "
-                     "spends one evaluation per step."),
+                     "teacher's colour, 'distilled' in its label); every other model is undistilled. Cost is the "
+                     "headline's sampling cost for both, as in Mei et al. (normalized model cost x evaluations, the CFG "
+                     "pair not counted): a student's step costs what its guided teacher's step costs. In GFLOPs per "
+                     "image (the joint frontier below) a student that takes guidance as an input, or none, costs half "
+                     "as much per step as a guided teacher."),
 }
 
 
@@ -274,7 +276,7 @@ def _paper_section(
 
 def _with_flops_written(table: pd.DataFrame) -> pd.DataFrame:
     """FLOP columns as 1.2e13 (empty where a model has none, e.g. an undistilled model's distillation)."""
-    columns = [c for c in ("training_flops", "distillation_flops") if c in table]
+    columns = [c for c in ("training_flops", "distillation_flops", "flops_not_included") if c in table]
     return table.assign(**{c: table[c].map(flops, na_action="ignore") for c in columns})
 
 
