@@ -91,6 +91,20 @@ def test_figures_render_from_the_fixture_table(table, tmp_path):
             assert image.width > 400 and image.height > 200
 
 
+def test_a_student_is_its_own_dashed_line_in_the_training_figure(table, tmp_path, monkeypatch):
+    """A distilled model is not a rung of its teacher's ladder: joining it to the ladder by training FLOPs
+    would draw a zigzag through both. Here "small"'s student (2e12 FLOPs) must sit on dashed lines alone."""
+    student = table[table["model"] == "small"].assign(model="small-lcm", distilled_from="small", training_flops=2e12,
+                                                      cell=lambda d: d["cell"].str.replace("small", "small-lcm"))
+    drawn = {}
+    monkeypatch.setattr(figures.style, "save", lambda figure, out_dir, name: drawn.setdefault(name, figure))
+    figures.quality_vs_training_compute(pd.concat([table.assign(distilled_from=""), student]), tmp_path)
+    lines = [line for ax in drawn["quality_vs_training_compute"].axes for line in ax.get_lines()]
+    dashed = [line for line in lines if line.get_linestyle() == "--"]
+    assert dashed and all(set(line.get_xdata()) == {2e12} for line in dashed)
+    assert all(2e12 not in set(line.get_xdata()) for line in lines if line.get_linestyle() == "-")
+
+
 def test_training_reading_says_when_every_model_ties(table):
     tied = table.assign(value=table["value"].where(table["metric"] != "compositional_accuracy", 0.0))
     accuracy = analysis.quality_vs_training(tied, "compositional_accuracy", budgets=[10, 50])

@@ -32,6 +32,7 @@ from diffscale.report.analysis import (
     quality_vs_training,
     rank_correlation,
     require_one_prompt_set,
+    teachers,
     training_metrics,
     training_plus_sampling_frontiers,
     with_training_flops,
@@ -269,19 +270,28 @@ def quality_vs_training_compute(df: pd.DataFrame, out_dir: Path, budgets: list[f
     tables = {metric: quality_vs_training(known, metric, budgets) for metric in metrics}
     if all(table.empty for table in tables.values()):
         return None
-    figure, axes = style.panels(1, len(metrics), legend=False)
+    figure, axes = style.panels(1, len(metrics))
     sizes = known.drop_duplicates("model").set_index("model")
+    distilled = set(teachers(known))
+    budgets = sorted({b for table in tables.values() for b in table["budget"]})
+    colours = dict(zip(budgets, sns.color_palette("crest", len(budgets))))
     for ax, (metric, table) in zip(axes[0], tables.items()):
-        table = table.assign(budget=table["budget"].map(lambda b: f"{b:g}"))
-        sns.lineplot(data=table, x="training_flops", y="value", hue="budget", palette="crest", marker="o",
-                     estimator=None, errorbar=None, ax=ax)
+        # A student is not a rung of its teacher's ladder: each ladder is its own line per budget (students dashed).
+        ladders = table.assign(ladder=table["model"].isin(distilled))
+        for (value, is_distilled), line in ladders.groupby(["budget", "ladder"]):
+            ax.plot(line["training_flops"], line["value"], color=colours[value], marker="o",
+                    linestyle="--" if is_distilled else "-")
         style.log_y_if_wide(ax, table, metric)
         ax.set_xscale("log")
         ax.set_xticks(sizes["training_flops"], [f"{size_label(p)}\n{f:.2g}" for p, f in
                                                 zip(sizes["params"], sizes["training_flops"])], fontsize=7)
         ax.minorticks_off()
         ax.set(xlabel="training FLOPs (model size above)", ylabel=style.metric_axis_label(metric))
-        ax.legend(title="sampling budget\n(sampling cost)", fontsize=7, title_fontsize=7)
+    handles = [Line2D([], [], color=colours[b], marker="o", label=f"{b:.3g}") for b in budgets]
+    if distilled:
+        handles += [Line2D([], [], color="0.2", label="undistilled"),
+                    Line2D([], [], color="0.2", linestyle="--", label="distilled")]
+    figure.legend(handles=handles, title="sampling budget\n(sampling cost)", loc="outside right center", frameon=False)
     figure.suptitle("Best quality within a fixed sampling budget vs training compute (no search, best guidance)")
     return style.save(figure, out_dir, "quality_vs_training_compute")
 
