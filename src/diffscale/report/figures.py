@@ -350,17 +350,18 @@ def ladder_frontiers(df: pd.DataFrame, out_dir: Path, split: str, metric: str | 
     ax = axes[0][0]
     dashes = {first: "-", second: "--"}
     ladder_of = dict(zip(points["model"], SPLITS[split][0](points)))
-    for model, line in per_model.groupby("model", sort=False):
-        ax.plot(line["budget"], line["value"], drawstyle="steps-post", color=palette[model], linewidth=1,
-                linestyle=dashes[ladder_of[model]], alpha=0.8)
+    # The ladders' best as wide translucent bands underneath, so the winning model's own line shows on top.
+    best = {"color": "0.1", "linewidth": 5, "alpha": 0.3, "solid_capstyle": "butt", "zorder": 1}
+    bands = {first: "-", second: (0, (1.2, 0.8))}  # dashes scale with the width: short ones read as dashed
     for ladder in (first, second):
-        ax.plot(table["budget"], table[f"value_{ladder}"], drawstyle="steps-post", color="0.1", linewidth=2.2,
-                linestyle=dashes[ladder])
+        ax.plot(table["budget"], table[f"value_{ladder}"], drawstyle="steps-post", linestyle=bands[ladder], **best)
+    for model, line in per_model.groupby("model", sort=False):
+        ax.plot(line["budget"], line["value"], drawstyle="steps-post", color=palette[model], linewidth=1.3,
+                linestyle=dashes[ladder_of[model]], zorder=2)
     style.log_x(ax)
     style.log_y_if_wide(ax, points, metric)
     ax.set(xlabel=style.COST_LABELS["relative_cost"], ylabel=style.metric_axis_label(metric),
            title=f"{second} vs {first}: best within each budget")
-    handles = tuple(Line2D([], [], color="0.1", linewidth=2.2, linestyle=dashes[ladder], label=f"best {ladder}")
-                    for ladder in (first, second))
+    handles = tuple(Line2D([], [], linestyle=bands[ladder], label=f"best {ladder}", **best) for ladder in (first, second))
     style.model_legend(figure, points, palette, extra=handles)
     return style.save(figure, out_dir, f"{second}_vs_{first}_{metric}")
