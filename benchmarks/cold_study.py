@@ -15,7 +15,6 @@ Run: `python benchmarks/cold_study.py [--cores 2] [--keep]` (the cold run takes 
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import re
 import shutil
@@ -26,7 +25,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from runs import REPO, children_cpu_seconds, timed
+from runs import REPO, children_cpu_seconds, forward_rows_per_second, job_benchmarks, timed
 
 
 def machine() -> str:
@@ -44,15 +43,7 @@ def calibration(threads: int = 1, batch: int = 64, repeats: int = 5) -> float:
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    unet = build(40, cross_attention_dim=64).eval()
-    latents, text = torch.randn(2 * batch, 4, 8, 8), torch.randn(2 * batch, 16, 64)
-    timestep = torch.full((2 * batch,), 500)
-    with torch.no_grad():
-        unet(latents, timestep, encoder_hidden_states=text)  # warm-up
-        started = time.perf_counter()
-        for _ in range(repeats):
-            unet(latents, timestep, encoder_hidden_states=text)
-    return batch * repeats / (time.perf_counter() - started)
+    return forward_rows_per_second(build(40, cross_attention_dim=64).eval(), 2 * batch, repeats) / 2
 
 
 def rule_starts(log: Path, started: float) -> dict[str, float]:
@@ -67,9 +58,8 @@ def rule_starts(log: Path, started: float) -> dict[str, float]:
 
 def per_rule(study: Path) -> dict[str, dict]:
     rules = {}
-    for tsv in sorted((study / "benchmarks").glob("*/*.tsv")):
-        row = next(csv.DictReader(tsv.open(), delimiter="\t"))
-        entry = rules.setdefault(tsv.parent.name, {"jobs": 0, "wall": 0.0, "cpu": 0.0})
+    for (rule, _), row in job_benchmarks(study).items():
+        entry = rules.setdefault(rule, {"jobs": 0, "wall": 0.0, "cpu": 0.0})
         entry["jobs"] += 1
         entry["wall"] += float(row["s"])
         entry["cpu"] += float(row["cpu_time"])

@@ -16,9 +16,7 @@ Run: `python benchmarks/compute_bound.py RUN [--cores 2]` (about a minute).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -26,29 +24,9 @@ import pandas as pd
 import torch
 from diffusers import UNet2DConditionModel
 
-ROWS = 512
+from runs import forward_rows_per_second, job_benchmarks
 
-
-def forward_rows_per_second(unet: UNet2DConditionModel, repeats: int = 3) -> float:
-    config = unet.config
-    latents = torch.randn(ROWS, config.in_channels, config.sample_size, config.sample_size)
-    text = torch.randn(ROWS, 16, config.cross_attention_dim)
-    timestep = torch.full((ROWS,), 500)
-    extra = {"timestep_cond": torch.zeros(ROWS, config.time_cond_proj_dim)} if config.time_cond_proj_dim else {}
-    with torch.no_grad():
-        unet(latents, timestep, encoder_hidden_states=text, **extra)  # warm-up
-        started = time.perf_counter()
-        for _ in range(repeats):
-            unet(latents, timestep, encoder_hidden_states=text, **extra)
-    return ROWS * repeats / (time.perf_counter() - started)
-
-
-def job_cpu_seconds(run: Path) -> dict[tuple[str, str], float]:
-    """(rule, job key) -> CPU-seconds, from Snakemake's benchmark files."""
-    seconds = {}
-    for tsv in (run / "benchmarks").glob("*/*.tsv"):
-        seconds[tsv.parent.name, tsv.stem] = float(next(csv.DictReader(tsv.open(), delimiter="\t"))["cpu_time"])
-    return seconds
+ROWS = 512  # the sampling batch: 256 images and their CFG pair
 
 
 def main() -> None:
@@ -59,7 +37,7 @@ def main() -> None:
     torch.set_num_threads(1)
     cells = pd.read_csv(args.run / "metrics.csv").drop_duplicates("cell")
     rows = (cells["nfe_per_image"] * cells["n"]).groupby(cells["model"]).sum()
-    jobs = job_cpu_seconds(args.run)
+    jobs = {job: float(row["cpu_time"]) for job, row in job_benchmarks(args.run).items()}
     sampled = defaultdict(float)
     for (rule, key), seconds in jobs.items():
         if rule == "sample":
@@ -67,7 +45,7 @@ def main() -> None:
     table = []
     for model in sorted(rows.index, key=lambda m: cells.loc[cells["model"] == m, "params"].iloc[0]):
         folder = args.run / "models" / model
-        rate = forward_rows_per_second(UNet2DConditionModel.from_pretrained(folder / "unet").eval())
+        rate = forward_rows_per_second(UNet2DConditionModel.from_pretrained(folder / "unet").eval(), ROWS, 5)
         ledger = json.loads((folder / "training-ledger.json").read_text())
         table.append({"model": model, "rows": int(rows[model]), "rows_per_s": round(rate),
                       "sampling_bound_s": rows[model] / rate, "sampling_jobs_cpu_s": sampled[model],

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -27,3 +29,27 @@ def children_cpu_seconds() -> float:
     """User + system CPU-seconds of every finished child process (and theirs) so far."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
+
+
+def job_benchmarks(study: Path) -> dict[tuple[str, str], dict[str, str]]:
+    """(rule, job key) -> the row of Snakemake's `benchmark:` file (`s`: wall seconds, `cpu_time`: CPU-seconds)."""
+    return {(tsv.parent.name, tsv.stem): next(csv.DictReader(tsv.open(), delimiter="\t"))
+            for tsv in sorted((study / "benchmarks").glob("*/*.tsv"))}
+
+
+def forward_rows_per_second(unet: Any, rows: int, repeats: int) -> float:
+    """Rows per second through a UNet2DConditionModel's forward (random latents, 16 text tokens, t = 500; the
+    current torch thread count), after one warm-up pass."""
+    import torch
+
+    config = unet.config
+    latents = torch.randn(rows, config.in_channels, config.sample_size, config.sample_size)
+    text = torch.randn(rows, 16, config.cross_attention_dim)
+    timestep = torch.full((rows,), 500)
+    extra = {"timestep_cond": torch.zeros(rows, config.time_cond_proj_dim)} if config.time_cond_proj_dim else {}
+    with torch.no_grad():
+        unet(latents, timestep, encoder_hidden_states=text, **extra)
+        started = time.perf_counter()
+        for _ in range(repeats):
+            unet(latents, timestep, encoder_hidden_states=text, **extra)
+    return rows * repeats / (time.perf_counter() - started)
