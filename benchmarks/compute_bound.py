@@ -23,7 +23,6 @@ from pathlib import Path
 import pandas as pd
 import torch
 from diffusers import UNet2DConditionModel
-
 from runs import forward_rows_per_second, job_benchmarks
 
 ROWS = 512  # the sampling batch: 256 images and their CFG pair

@@ -24,10 +24,10 @@ import tempfile
 from pathlib import Path
 
 import yaml
+from runs import BIN, REPO, children_cpu_seconds, timed
 
 from diffscale.cells import Paths, expand
 from diffscale.config import load
-from runs import BIN, REPO, children_cpu_seconds, timed
 
 
 def computed(work: Path) -> list[dict]:

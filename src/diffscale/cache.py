@@ -20,9 +20,9 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
-from typing import Callable
 
 from diffscale.atomic import atomic_directory, remove_abandoned, staging_prefix
 from diffscale.manifest import IntegrityError, verify, write_manifest

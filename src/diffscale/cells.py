@@ -57,7 +57,7 @@ class Cell:
                 f"__{_search_tag(self.search, self.verifier, self.budget)}__{self.prompt_set}")
 
     @classmethod
-    def from_id(cls, cell_id: str) -> "Cell":
+    def from_id(cls, cell_id: str) -> Cell:
         match = _ID.match(cell_id)
         if not match:
             raise ValueError(f"not a cell id: {cell_id!r} (expected model__sampler__stepsN__cfgG__search__promptset)")
@@ -75,11 +75,11 @@ class Cell:
         )
 
     @property
-    def block(self) -> "Block":
+    def block(self) -> Block:
         return Block(self.model, self.prompt_set, self.search)
 
     @property
-    def own_block(self) -> "Block":
+    def own_block(self) -> Block:
         """A block of this cell alone (`sampling.jobs: cell`), for cells that take hours each on real models."""
         return Block(self.model, self.prompt_set, self.search, self.id)
 
@@ -150,7 +150,7 @@ class Paths:
     cell_jobs: bool = False  # `sampling.jobs: cell`: one job (and one output directory) per cell
 
     @classmethod
-    def of(cls, params: dict) -> "Paths":
+    def of(cls, params: dict) -> Paths:
         return cls(params["study"], cell_jobs=params.get("sampling", {}).get("jobs") == "cell")
 
     def block_of(self, cell: Cell) -> Block:

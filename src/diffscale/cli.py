@@ -19,10 +19,10 @@ from pathlib import Path
 
 from diffscale import cells as cells_module
 from diffscale import evaldata, prompts
-from diffscale.config import load, study_warnings
-from diffscale.dag import Plan, nodes
 from diffscale.atomic import write_text
 from diffscale.cache import ArtifactCache, key_of, library_versions
+from diffscale.config import load, study_warnings
+from diffscale.dag import Plan, nodes
 from diffscale.errors import ParamsError
 from diffscale.manifest import IntegrityError, content_hash, file_hash
 from diffscale.models.hub import FetchError
@@ -280,10 +280,9 @@ def cmd_aggregate(args) -> None:
 def cmd_report(args) -> None:
     job = node_job(args, ("report",))
     from diffscale.report import build_report
+    from diffscale.report.comparisons import Comparisons
     from diffscale.report.headline import write_headline
     from diffscale.report.tidy import load_metrics
-
-    from diffscale.report.comparisons import Comparisons
 
     report = job.params.get("report", {})
     steps, reference = report.get("reference_steps"), report.get("reference_model")

@@ -26,6 +26,7 @@ from diffscale.cells import Block, Paths, blocks, uses_toyworld
 from diffscale.codeversion import code_version
 from diffscale.metrics import METRICS
 
+
 @dataclass(frozen=True)
 class Node:
     family: str  # Snakemake rule and DVC stage family, e.g. "sample"
@@ -165,7 +166,8 @@ def sample_node(params: dict, paths: Paths, block: Block, cells: list) -> Node:
         reads += (f"search.{block.search}",) + tuple(f"verifiers.{name}" for name in members)
     # A family's members read the same roles (DVC's foreach needs one shape): search blocks are named by
     # the toy components their verifier reads.
-    return Node(shaped("sample" if block.search == "none" else "search", deps, ("model", "prompts")), block.id, ("sample", "--block", block.id), deps,
+    return Node(shaped("sample" if block.search == "none" else "search", deps, ("model", "prompts")), block.id,
+                ("sample", "--block", block.id), deps,
                 {"samples": str(paths.block_samples(block))}, reads, ("diffscale.sampling.block",), frozenset({"samples"}),
                 tuple(c.id for c in cells), threads=params["threads"], gpu=int(params["device"] != "cpu"), rule="sample",
                 mem_mb=2000 if params["models"][block.model]["source"] == "toy" else REAL_MODEL_MB)
@@ -197,7 +199,8 @@ def score_node(params: dict, paths: Paths, block: Block, cells: list) -> Node:
     deps = {"samples": str(paths.block_samples(block)), "prompts": str(paths.prompt_set(block.prompt_set))} | inputs
     if params["prompt_sets"][block.prompt_set]["kind"].startswith("toy-"):
         reads += ("toyworld.dataset",)  # the held-out real images of the FID/KID floor are drawn like the data
-    return Node(shaped("score", deps, ("samples", "prompts")), block.id, ("score", "--block", block.id), deps, {"scores": str(paths.block_scores(block))},
+    return Node(shaped("score", deps, ("samples", "prompts")), block.id, ("score", "--block", block.id), deps,
+                {"scores": str(paths.block_scores(block))},
                 ("seed", "threads", "device", "sampling.jobs", f"prompt_sets.{block.prompt_set}") + reads,
                 ("diffscale.metrics.score",), frozenset({"scores"}), tuple(c.id for c in cells),
                 threads=params["threads"], gpu=int(params["device"] != "cpu"), rule="score",
@@ -260,12 +263,12 @@ class Plan:
     inputs: tuple[str, ...] = ()  # the files and folders it reads that other nodes write
 
     @classmethod
-    def of(cls, node: Node, params: dict) -> "Plan":
+    def of(cls, node: Node, params: dict) -> Plan:
         return cls(node.name, node.args, restrict(params, node.reads), node.cells, code_version(*node.code),
                    tuple(node.dep_paths()))
 
     @classmethod
-    def from_json(cls, text: str) -> "Plan":
+    def from_json(cls, text: str) -> Plan:
         data = json.loads(text)
         return cls(data["node"], tuple(data["args"]), data["study"], tuple(data["cells"]), data["code"],
                    tuple(data["inputs"]))

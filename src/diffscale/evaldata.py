@@ -21,13 +21,13 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from diffscale import prompts as prompt_sets
 from diffscale.atomic import write_text
-from diffscale.models.hub import FetchError
 from diffscale.manifest import sha256_of
+from diffscale.models.hub import FetchError
 
 PARTI_COMMIT = "2c99f6652cbc7f0d0441aa91f4c7e7055bcb0071"  # google-research/parti: "First release of PartiPrompts"
 COMPBENCH_COMMIT = "1b7094991a57f3c22abdd4f6e8ba6c1a15517073"  # Karine-Huang/T2I-CompBench

@@ -7,7 +7,8 @@ file that registers itself (see CONTRIBUTING.md).
 
 from __future__ import annotations
 
-from typing import Generic, Iterator, TypeVar
+from collections.abc import Iterator
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 

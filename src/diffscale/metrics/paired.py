@@ -12,9 +12,9 @@ and for toy prompt sets its features and those of held-out real images).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -51,7 +51,7 @@ class PerImage:
         save_file(tensors, str(path), metadata={"keys": json.dumps([list(k) for k in self.keys])})
 
     @classmethod
-    def load(cls, path: Path) -> "PerImage":
+    def load(cls, path: Path) -> PerImage:
         tensors = load_file(str(path))
         with safe_open(str(path), "pt") as handle:
             keys = [tuple(k) for k in json.loads(handle.metadata()["keys"])]
@@ -78,7 +78,7 @@ class Reference:
         save_file(tensors, str(path), metadata={"feature_space": self.feature_space})
 
     @classmethod
-    def load(cls, path: Path) -> "Reference":
+    def load(cls, path: Path) -> Reference:
         t = load_file(str(path))
         with safe_open(str(path), "pt") as handle:
             space = handle.metadata()["feature_space"]

@@ -9,8 +9,9 @@ under `scoring`, checked before any job runs). A metric applies to exactly the k
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from diffscale.registry import Registry
 
@@ -25,7 +26,7 @@ class Metric:
     name: str
     display: str  # as a reader writes it: "FID", "CLIPScore"
     higher_is_better: bool
-    compute: Callable[["CellImages"], dict]  # -> value, ci_low, ci_high, n (and details)
+    compute: Callable[[CellImages], dict]  # -> value, ci_low, ci_high, n (and details)
     needs: dict[str, tuple[str, ...]]  # prompt-set kind -> the inputs it reads there
     description: str = ""
 

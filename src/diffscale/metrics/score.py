@@ -25,12 +25,12 @@ from diffscale.cells import Block, Cell, Paths
 from diffscale.codeversion import code_version
 from diffscale.dag import score_inputs
 from diffscale.manifest import content_hash, file_hash, verified
-from diffscale.toyworld.arrays import load_arrays
 from diffscale.metrics import METRICS, clipscore, fidelity, paired
-from diffscale.metrics.distribution import FEATURE_METRICS
 from diffscale.metrics.bootstrap import bootstrap_ci, mean_with_ci
+from diffscale.metrics.distribution import FEATURE_METRICS
 from diffscale.seeds import derive_seed
 from diffscale.toyworld import judge, oracle, scenes
+from diffscale.toyworld.arrays import load_arrays
 from diffscale.verifiers import study_verifiers
 from diffscale.verifiers.base import is_hub_spec, resolve_file
 

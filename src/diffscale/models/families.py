@@ -25,8 +25,8 @@ models: LCM-distilled SD UNets with the guidance scale as an input, the toy ladd
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from diffusers.pipelines.flux.pipeline_flux import FluxPipeline, calculate_shift

@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import gc
 import logging
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
-from diffusers.models.attention_processor import (Attention, AttnProcessor, AttnProcessor2_0, AttnProcessorNPU,
-                                                  SlicedAttnProcessor, XFormersAttnProcessor)
+from diffusers.models.attention_processor import (
+    Attention,
+    AttnProcessor,
+    AttnProcessor2_0,
+    AttnProcessorNPU,
+    SlicedAttnProcessor,
+    XFormersAttnProcessor,
+)
 
 from diffscale.models.families import family_of
 

@@ -373,7 +373,7 @@ def training_plus_sampling_frontiers(df: pd.DataFrame, metric: str, images: list
 def best_model_by_total(frontiers: pd.DataFrame) -> pd.DataFrame:
     """Per number of images, the totals from which each model is the best (where the frontier's model changes)."""
     rows = []
-    for count, frontier in frontiers.groupby("images", sort=True):
+    for _, frontier in frontiers.groupby("images", sort=True):
         starts = frontier[frontier["model"].ne(frontier["model"].shift())]
         rows.append(starts[["images", "total_flops", "model", "params", "steps", "value"]])
     columns = ["images", "total_flops", "model", "params", "steps", "value"]

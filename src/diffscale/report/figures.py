@@ -15,15 +15,16 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import NullFormatter
 
+from diffscale.report import style
 from diffscale.report.analysis import (
+    SPLITS,
     best_guidance,
     best_model_per_budget,
+    best_per_group,
     default_reference_steps,
     default_sampler,
     guidance_map,
     headline_metrics,
-    SPLITS,
-    best_per_group,
     joint_frontier,
     model_distillation,
     model_labels,
@@ -38,7 +39,6 @@ from diffscale.report.analysis import (
     with_training_flops,
     without_search,
 )
-from diffscale.report import style
 from diffscale.report.metrics import metric_name
 from diffscale.report.paper import PAPER, PAPER_METRICS, PAPER_SETTING
 from diffscale.report.text import config_label, size_label

@@ -3,8 +3,9 @@
 
 `headline.json` holds, per prompt set, the primary metric of each model at the reference steps (no search),
 the budgets at which the best model changes (Mei et al.'s crossovers; with per-image data, how many of them
-the paired CI calls, by the primary metric and by compositional accuracy where it was scored) and the mean relative gain of each search algorithm at its largest budget. `plots/<prompt set>-*.csv` are the curves: the best value of each
-model against its sampling cost, and the joint frontier against GFLOPs per image. Numbers come from the
+the paired CI calls, by the primary metric and by compositional accuracy where it was scored) and the mean
+relative gain of each search algorithm at its largest budget. `plots/<prompt set>-*.csv` are the curves: the
+best value of each model against its sampling cost, and the joint frontier against GFLOPs per image. Numbers come from the
 same analysis functions as the report page.
 """
 

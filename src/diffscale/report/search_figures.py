@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
+from diffscale.report import style
 from diffscale.report.analysis import (
     headline_metrics,
     model_labels,
@@ -22,7 +23,6 @@ from diffscale.report.analysis import (
     require_one_prompt_set,
     without_search,
 )
-from diffscale.report import style
 from diffscale.report.metrics import higher_is_better, metric_name
 from diffscale.report.search_analysis import (
     BASELINE_KEY,
@@ -215,7 +215,7 @@ def budget_plot(df: pd.DataFrame, out_dir: Path, verifier: str = BUDGET_VERIFIER
         for column, search in enumerate(algos):
             ax = axes[row][column]
             frame = effect[(effect["metric"] == metric) & (effect["search"] == search)]
-            for index, (_, line) in enumerate(frame.groupby(LINE, sort=False)):
+            for _, line in frame.groupby(LINE, sort=False):
                 line = line.sort_values("search_budget", kind="mergesort")
                 shift = 0.06 * (models.index(line["model"].iloc[0]) - (len(models) - 1) / 2)
                 x = line["search_budget"].map(position) + shift

@@ -39,7 +39,6 @@ from diffscale.search import ALGORITHMS, SearchProblem
 from diffscale.seeds import derive_seed
 from diffscale.verifiers import study_verifiers
 
-
 log = logging.getLogger(__name__)
 
 

@@ -11,8 +11,9 @@ for DiT. `take` and `concat` index and join it like a tensor, so search can repe
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from diffscale.lazy import lazy_import
 from diffscale.sampling.samplers import init_noise_sigma, scheduler_kind

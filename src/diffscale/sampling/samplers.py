@@ -16,8 +16,8 @@ consistency sampler (`lcm`) reads it as one, which validation checks where the s
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from diffscale.lazy import lazy_import
 from diffscale.registry import Registry

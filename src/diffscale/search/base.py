@@ -8,12 +8,21 @@ ledger counts search NFEs exactly as it counts plain sampling ones, and the veri
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from diffscale.lazy import lazy_import
 from diffscale.registry import Registry
-from diffscale.sampling.loop import Conditioning, CountingDenoiser, denoise, gaussian, generators_for, set_schedule, take
+from diffscale.sampling.loop import (
+    Conditioning,
+    CountingDenoiser,
+    denoise,
+    gaussian,
+    generators_for,
+    set_schedule,
+    take,
+)
 from diffscale.seeds import derive_seed
 
 if TYPE_CHECKING:
@@ -38,7 +47,7 @@ class Algorithm:
     """
 
     name: str
-    run: Callable[["SearchProblem", int, dict], "SearchResult"]
+    run: Callable[[SearchProblem, int, dict], SearchResult]
     description: str
     trajectories: Callable[[int, int, dict], float]
     options: dict = field(default_factory=dict)

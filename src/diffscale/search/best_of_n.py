@@ -12,7 +12,14 @@ from __future__ import annotations
 
 from diffscale.lazy import lazy_import
 from diffscale.search.base import (
-    Algorithm, SearchProblem, SearchResult, best_per_slot, register_algorithm, seeded_candidates, trajectories, verify,
+    Algorithm,
+    SearchProblem,
+    SearchResult,
+    best_per_slot,
+    register_algorithm,
+    seeded_candidates,
+    trajectories,
+    verify,
 )
 
 torch = lazy_import("torch")

@@ -21,7 +21,14 @@ from diffscale.lazy import lazy_import
 from diffscale.sampling.loop import integrate, take
 from diffscale.sampling.samplers import init_noise_sigma
 from diffscale.search.base import (
-    Algorithm, SearchProblem, SearchResult, generators_for, register_algorithm, scheduler_at, seeded_candidates, verify,
+    Algorithm,
+    SearchProblem,
+    SearchResult,
+    generators_for,
+    register_algorithm,
+    scheduler_at,
+    seeded_candidates,
+    verify,
 )
 from diffscale.seeds import derive_seed
 
@@ -69,7 +76,7 @@ def search(problem: SearchProblem, budget: int, options: dict) -> SearchResult:
         last = {}
         latents = integrate(problem.denoiser, scheduler, latents, take(problem.cond, slots), take(problem.uncond, slots),
                             problem.guidance, range(begin, end), generators if problem.stochastic else None,
-                            on_step=lambda i, x, x0: last.update(x0=x0)).latents
+                            on_step=lambda i, x, x0, last=last: last.update(x0=x0)).latents
         if end == problem.steps:
             break
         log_g = log_potential(kind, lam, verify(problem, last["x0"], slots), state)

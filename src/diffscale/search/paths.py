@@ -24,7 +24,14 @@ from diffscale.lazy import lazy_import
 from diffscale.sampling.loop import integrate, take
 from diffscale.sampling.samplers import init_noise_sigma, scheduler_kind
 from diffscale.search.base import (
-    Algorithm, SearchProblem, SearchResult, gaussian, generators_for, register_algorithm, scheduler_at, seeded_candidates,
+    Algorithm,
+    SearchProblem,
+    SearchResult,
+    gaussian,
+    generators_for,
+    register_algorithm,
+    scheduler_at,
+    seeded_candidates,
     verify,
 )
 from diffscale.seeds import derive_seed

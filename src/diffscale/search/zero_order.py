@@ -18,8 +18,16 @@ import math
 
 from diffscale.lazy import lazy_import
 from diffscale.search.base import (
-    Algorithm, SearchProblem, SearchResult, best_per_slot, gaussian, generators_for, register_algorithm,
-    seeded_candidates, trajectories, verify,
+    Algorithm,
+    SearchProblem,
+    SearchResult,
+    best_per_slot,
+    gaussian,
+    generators_for,
+    register_algorithm,
+    seeded_candidates,
+    trajectories,
+    verify,
 )
 from diffscale.seeds import derive_seed
 

@@ -82,7 +82,8 @@ def build_autoencoder(params: dict, paths: Paths) -> None:
     _threads(params)
     s = toy_training(params, "autoencoder")
     images, _, _ = load_dataset(paths)
-    vae, report, ledger = autoencoder.fit(images, s["width"], s["steps"], s["batch_size"], s["lr"], s["kl_weight"], _seed(params, "autoencoder"))
+    vae, report, ledger = autoencoder.fit(images, s["width"], s["steps"], s["batch_size"], s["lr"], s["kl_weight"],
+                                          _seed(params, "autoencoder"))
     with atomic_directory(paths.component("autoencoder")) as out:
         autoencoder.save(vae, out)
         ledger.write(out)
@@ -93,7 +94,8 @@ def build_text_encoder(params: dict, paths: Paths) -> None:
     _threads(params)
     s = toy_training(params, "text_encoder")
     _, labels, captions = load_dataset(paths)
-    tokenizer, encoder, report, ledger = text.fit(captions, labels, s["width"], s["layers"], s["steps"], s["batch_size"], s["lr"], _seed(params, "text"))
+    tokenizer, encoder, report, ledger = text.fit(captions, labels, s["width"], s["layers"], s["steps"], s["batch_size"],
+                                                  s["lr"], _seed(params, "text"))
     with atomic_directory(paths.component("text_encoder")) as out:
         text.save(tokenizer, encoder, out)
         ledger.write(out)
@@ -126,7 +128,8 @@ def build_clip(params: dict, paths: Paths) -> None:
     _threads(params)
     s = toy_training(params, "clip")
     images, _, captions = load_dataset(paths)
-    model, config, report, ledger = clip.fit(images, captions, s["width"], s["layers"], s["steps"], s["batch_size"], s["lr"], _seed(params, "clip"))
+    model, config, report, ledger = clip.fit(images, captions, s["width"], s["layers"], s["steps"], s["batch_size"],
+                                             s["lr"], _seed(params, "clip"))
     with atomic_directory(paths.component("clip")) as out:
         clip.save(model, config, out)
         ledger.write(out)

@@ -20,18 +20,24 @@ complete Stable Diffusion pipeline folder. Two objectives share that recipe:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
-from diffusers import (AutoencoderKL, DDIMScheduler, DDPMScheduler, FlowMatchEulerDiscreteScheduler, StableDiffusionPipeline,
-                       UNet2DConditionModel)
+from diffusers import (
+    AutoencoderKL,
+    DDIMScheduler,
+    DDPMScheduler,
+    FlowMatchEulerDiscreteScheduler,
+    StableDiffusionPipeline,
+    UNet2DConditionModel,
+)
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from diffscale.toyworld.text import tokenize
 from diffscale.models.flops import count_flops
+from diffscale.toyworld.text import tokenize
 from diffscale.toyworld.training import to_unit_range, train
 
 HEAD_CHANNELS = 8

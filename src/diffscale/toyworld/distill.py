@@ -24,7 +24,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from diffusers import DDIMScheduler, LatentConsistencyModelPipeline, LCMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from diffusers import (
+    DDIMScheduler,
+    LatentConsistencyModelPipeline,
+    LCMScheduler,
+    StableDiffusionPipeline,
+    UNet2DConditionModel,
+)
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from diffscale.toyworld.denoiser import ENCODING, TOY_SCHEDULE, encode_training_set, encoding_flops

@@ -18,6 +18,7 @@ from torch import nn
 from diffscale.toyworld.scenes import IMAGE_SIZE, SLOTS
 from diffscale.toyworld.training import TrainingLedger, to_unit_range, train
 
+
 class AttributeClassifier(nn.Module):
     """Two strided convolutions keep the 8x8 layout (no global pooling: position is a label)."""
 
@@ -46,11 +47,11 @@ class AttributeClassifier(nn.Module):
     def slot_probabilities(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """N x slots: the probability of each slot's target class."""
         logits = self(images)
-        return torch.stack([l.softmax(-1).gather(1, targets[:, k : k + 1])[:, 0] for k, l in enumerate(logits)], 1)
+        return torch.stack([slot.softmax(-1).gather(1, targets[:, k : k + 1])[:, 0] for k, slot in enumerate(logits)], 1)
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> torch.Tensor:
-        return torch.stack([l.argmax(-1) for l in self(images)], 1)
+        return torch.stack([slot.argmax(-1) for slot in self(images)], 1)
 
 
 def fit(images: np.ndarray, labels: np.ndarray, width: int, steps: int, batch_size: int, lr: float, seed: int,
@@ -62,7 +63,7 @@ def fit(images: np.ndarray, labels: np.ndarray, width: int, steps: int, batch_si
 
     def loss(idx):
         logits = model(data[idx])
-        return sum(nn.functional.cross_entropy(l, targets[idx, k]) for k, l in enumerate(logits))
+        return sum(nn.functional.cross_entropy(slot, targets[idx, k]) for k, slot in enumerate(logits))
 
     _, ledger = train(model.parameters(), loss, len(data), steps, batch_size, lr, seed, desc=desc)
     return model.eval(), ledger

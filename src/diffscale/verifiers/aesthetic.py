@@ -9,7 +9,14 @@ the AVA scale (~1-10). The input width follows the CLIP's embedding width, so a 
 from __future__ import annotations
 
 from diffscale.lazy import lazy_import
-from diffscale.verifiers.base import BATCH_SIZE_OPTION, Verifier, VerifierResources, load_state_dict, register, resolve_file
+from diffscale.verifiers.base import (
+    BATCH_SIZE_OPTION,
+    Verifier,
+    VerifierResources,
+    load_state_dict,
+    register,
+    resolve_file,
+)
 
 torch = lazy_import("torch")
 openclip = lazy_import("diffscale.verifiers.openclip")
@@ -38,7 +45,8 @@ class AestheticVerifier(Verifier):
         **BATCH_SIZE_OPTION,
         "clip_model": {"type": "string", "default": "ViT-L-14", "description": "The open_clip model whose embeddings the MLP reads."},
         "clip_pretrained": {"type": "string", "default": "openai", "description": "Its pretrained tag, local file or pinned hub file."},
-        "mlp": {"type": "string", "description": "The predictor's weights: a local .safetensors/.pth file or hf-hub:<repo>@<revision>:<file>."},
+        "mlp": {"type": "string", "description": "The predictor's weights: a local .safetensors/.pth file or "
+                                                 "hf-hub:<repo>@<revision>:<file>."},
     }
     required = ("mlp",)
 

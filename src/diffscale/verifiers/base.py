@@ -22,7 +22,7 @@ from diffscale.registry import Registry
 torch = lazy_import("torch")
 flop_counter = lazy_import("torch.utils.flop_counter")
 
-VERIFIERS: Registry[type["Verifier"]] = Registry("verifier kind")
+VERIFIERS: Registry[type[Verifier]] = Registry("verifier kind")
 
 BATCH_SIZE_OPTION = {"batch_size": {"type": "integer", "minimum": 1, "default": 256,
                                     "description": "Images per verifier forward pass."}}
@@ -108,7 +108,7 @@ class Verifier:
         return None
 
     @classmethod
-    def from_spec(cls, options: dict, resources: VerifierResources, device, built: dict[str, "Verifier"]) -> "Verifier":
+    def from_spec(cls, options: dict, resources: VerifierResources, device, built: dict[str, Verifier]) -> Verifier:
         """Build from a spec's options (the spec minus `kind`); `built` holds the verifiers built so far."""
         return cls(resources=resources, device=device, **options)
 
@@ -136,7 +136,8 @@ class Verifier:
         scores = []
         for start in range(0, n, self.batch_size):
             stop = start + self.batch_size
-            scores.append(self._run_batch(images[start:stop], prompts[start:stop], None if intermediate is None else intermediate[start:stop]))
+            scores.append(self._run_batch(images[start:stop], prompts[start:stop],
+                                          None if intermediate is None else intermediate[start:stop]))
         ledger.add(1, n, n * per_image)
         return torch.cat(scores)
 
@@ -178,7 +179,8 @@ def check_inputs(verifier: Verifier, images, prompts, groups, intermediate) -> N
         )
 
 
-def build_verifiers(specs: dict[str, dict], resources: VerifierResources | None = None, device: str | torch.device = "cpu") -> dict[str, Verifier]:
+def build_verifiers(specs: dict[str, dict], resources: VerifierResources | None = None,
+                    device: str | torch.device = "cpu") -> dict[str, Verifier]:
     """Build every named verifier of a study: `{name: {kind: <registry key>, **options}}`.
 
     Ensembles name their members (`members: [names]`) among the same specs; members are built first

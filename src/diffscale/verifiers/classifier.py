@@ -21,7 +21,14 @@ import math
 from functools import lru_cache
 
 from diffscale.lazy import lazy_import
-from diffscale.verifiers.base import BATCH_SIZE_OPTION, Verifier, VerifierResources, load_state_dict, register, resolve_file
+from diffscale.verifiers.base import (
+    BATCH_SIZE_OPTION,
+    Verifier,
+    VerifierResources,
+    load_state_dict,
+    register,
+    resolve_file,
+)
 
 torch = lazy_import("torch")
 timm = lazy_import("timm")
@@ -151,7 +158,8 @@ class ClassifierVerifier(Verifier):
 
     options = {
         **BATCH_SIZE_OPTION,
-        "model": {"type": "string", "default": "resnet50", "description": "A timm architecture (with its pretrained tag for the data config)."},
+        "model": {"type": "string", "default": "resnet50",
+                  "description": "A timm architecture (with its pretrained tag for the data config)."},
         "weights": {"type": "string", "description": "A local .safetensors file or hf-hub:<repo>@<revision>[:<file>]."},
         "model_kwargs": {"type": "object", "description": "Extra timm.create_model arguments."},
     }
