@@ -1,18 +1,63 @@
-"""Shared fixtures: the repository root, a tiny random denoiser for sampling tests, and one uninterrupted
-Snakemake run of the smoke study that the end-to-end tests compare against."""
+"""Shared fixtures, and the two tiers of the suite (CONTRIBUTING.md, "Tests").
+
+- The **fast tier** (`pytest -m "not engine"`) runs in-process: units, the library on tiny models, the report
+  on synthetic tables. Run it before every commit.
+- The **engine tier** (`-m engine`) runs Snakemake, DVC or Slurm for real in subprocesses. Its expensive
+  artifacts are built once per test run and shared by every worker of pytest-xdist: one cold Snakemake run of
+  the smoke study (`smoke_run`) and one cold `dvc repro` of it (`dvc_run`). A test that changes a run works on a
+  copy (`workflows.copy_run`); one that needs the smoke study's trained toy world, but does not test training,
+  seeds its results tree with the cold run's artifact cache (`workflows.seed_artifacts`).
+
+A test that uses an engine fixture without the `engine` marker is refused at collection, so the fast tier never
+starts a study by accident.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from filelock import FileLock, Timeout
+
+import workflows
 
 REPO = Path(__file__).resolve().parents[1]
+ENGINE_FIXTURES = {"smoke_run", "dvc_run"}
+
+
+def pytest_collection_modifyitems(config, items):
+    unmarked = [item.nodeid for item in items
+                if ENGINE_FIXTURES & set(getattr(item, "fixturenames", ())) and not item.get_closest_marker("engine")]
+    if unmarked:
+        raise pytest.UsageError("these tests start a real engine run but are not marked `engine` "
+                                f"(add `pytestmark = pytest.mark.engine`): {unmarked}")
+
+
+def shared(tmp_path_factory, name: str, build, meanwhile=None) -> Path:
+    """`build(folder)` run once per test run, whichever pytest-xdist worker asks first; the others wait for it
+    and get the same folder. A worker that would wait runs `meanwhile()` first (another shared build it will
+    need), so that the two cold runs are built at once instead of one worker idling. Without xdist it is simply
+    built. A failed build is not marked done, so the next worker that asks tries again (and reports it)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    root = tmp_path_factory.getbasetemp().parent if worker else tmp_path_factory.getbasetemp()
+    folder, done = root / f"shared-{name}", root / f"shared-{name}.done"
+    lock = FileLock(str(root / f"shared-{name}.lock"))
+    if meanwhile is not None and not done.exists():
+        try:
+            lock.acquire(timeout=0)
+            lock.release()
+        except Timeout:
+            meanwhile()
+    with lock:
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+            build(folder)
+            done.touch()
+    return folder
 
 
 @pytest.fixture(scope="session")
@@ -28,17 +73,33 @@ def tiny_unet():
     return build(width=8, cross_attention_dim=16).eval()
 
 
+def build_smoke_run(work: Path) -> None:
+    shutil.copy(REPO / "config" / "smoke.yaml", work / "study.yaml")
+    output = workflows.run(workflows.snakemake(work, "study.yaml"), work)
+    (work / "engine.log").write_text(output)
+
+
+def build_dvc_run(work: Path) -> None:
+    shutil.copy(REPO / "config" / "smoke.yaml", work / "params.yaml")
+    workflows.init_dvc(work)
+    output = workflows.run([workflows.BIN / "dvc", "repro"], work)
+    (work / "engine.log").write_text(output)
+    (work / ".git" / "info" / "exclude").write_text("engine.log\n")
+    workflows.run(["git", "add", "-A"], work)
+    workflows.run(["git", "commit", "-qm", "baseline"], work)
+
+
 @pytest.fixture(scope="session")
-def smoke_run(repo, tmp_path_factory) -> Path:
-    """A folder with the smoke study (`study.yaml`) run to completion by Snakemake. Shared: read it, or copy
-    it with `cp -a` (which keeps the cell cache's hard links) to change it."""
-    work = tmp_path_factory.mktemp("smoke-run")
-    shutil.copy(repo / "config" / "smoke.yaml", work / "study.yaml")
-    bin_dir = str(Path(sys.executable).parent)
-    result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(repo / "workflow" / "Snakefile"), "-d", str(work),
-         "--configfile", str(work / "study.yaml"), "--cores", "2"],
-        cwd=work, env=os.environ | {"PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")},
-        capture_output=True, text=True)
-    assert result.returncode == 0, f"the smoke study failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
-    return work
+def smoke_run(tmp_path_factory) -> Path:
+    """A folder with the smoke study (`study.yaml`) run to completion, cold, by Snakemake; its output is in
+    `engine.log`. Shared: read it, or copy it with `workflows.copy_run` to change it."""
+    return shared(tmp_path_factory, "smoke-run", build_smoke_run,
+                  meanwhile=lambda: shared(tmp_path_factory, "dvc-run", build_dvc_run))
+
+
+@pytest.fixture(scope="session")
+def dvc_run(tmp_path_factory) -> Path:
+    """The smoke study (`params.yaml`) as a git + DVC project, reproduced cold by `dvc repro` and committed as
+    the baseline; the output of `dvc repro` is in `engine.log` (ignored by git). Shared like `smoke_run`."""
+    return shared(tmp_path_factory, "dvc-run", build_dvc_run,
+                  meanwhile=lambda: shared(tmp_path_factory, "smoke-run", build_smoke_run))

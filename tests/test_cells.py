@@ -61,7 +61,8 @@ def test_blocks_group_cells_that_share_model_prompts_and_search(repo):
         assert len({(c.sampler, c.steps, c.guidance, c.verifier, c.budget) for c in cells}) == len(cells)
     # The smoke study: one plain block per model and prompt set, one block per search algorithm.
     assert sorted(b.id for b in grouped) == [
-        "toy-flow-w8__nosearch__toy-captions", "toy-flow-w8__paths__toy-captions", "toy-w16__fk-steering__toy-captions", "toy-w16__nosearch__toy-captions", "toy-w16__nosearch__toy-pairs",
+        "toy-flow-w8__nosearch__toy-captions", "toy-flow-w8__paths__toy-captions", "toy-w16__fk-steering__toy-captions",
+        "toy-w16__nosearch__toy-captions", "toy-w16__nosearch__toy-pairs",
         "toy-w16__paths__toy-captions", "toy-w16__random__toy-captions", "toy-w16__zero-order__toy-captions",
         "toy-w8-lcm__nosearch__toy-captions", "toy-w8__nosearch__toy-captions"]
 

@@ -15,7 +15,6 @@ from diffscale.errors import ParamsError
 from diffscale.sampling.samplers import SAMPLERS
 from diffscale.seeds import derive_seed
 
-
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -75,7 +74,8 @@ def test_training_flops_are_stated_for_real_models_and_counted_for_toy_ones(smok
 
 def test_grid_naming_an_undefined_model_lists_the_defined_ones(smoke):
     smoke["grids"][0]["models"].append("toy-w999")
-    with pytest.raises(ParamsError, match=r"grids\.0\.models: 'toy-w999' is not defined; defined: \['toy-flow-w8', 'toy-w16', 'toy-w8', 'toy-w8-lcm'\]"):
+    defined = r"\['toy-flow-w8', 'toy-w16', 'toy-w8', 'toy-w8-lcm'\]"
+    with pytest.raises(ParamsError, match=r"grids\.0\.models: 'toy-w999' is not defined; defined: " + defined):
         resolve(smoke)
 
 
@@ -97,12 +97,14 @@ def test_cli_reports_bad_params_with_exit_code_2(tmp_path, smoke):
     assert "device: 'tpu' is not allowed; allowed values: ['auto', 'cpu', 'cuda']" in result.stderr
 
 
+@pytest.mark.engine
 def test_snakemake_stops_before_any_job_on_bad_params(tmp_path, repo, smoke):
     smoke["grids"][0]["samplers"] = ["ddmi"]
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(smoke))
     result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(repo / "workflow" / "Snakefile"), "-d", str(tmp_path), "--configfile", str(path), "-n"],
+        [sys.executable, "-m", "snakemake", "-s", str(repo / "workflow" / "Snakefile"), "-d", str(tmp_path),
+         "--configfile", str(path), "-n"],
         capture_output=True, text=True,
     )
     assert result.returncode != 0
@@ -251,3 +253,10 @@ def test_a_key_given_twice_in_the_hand_written_schema_is_refused():
     with pytest.raises(ValueError, match="distilled_from"):
         json.loads('{"a": {"distilled_from": 1, "b": 2, "distilled_from": 3}}', object_pairs_hook=_unique_keys)
     assert json.loads('{"a": {"b": 1}, "c": {"b": 2}}', object_pairs_hook=_unique_keys) == {"a": {"b": 1}, "c": {"b": 2}}
+
+
+def test_committed_dvc_yaml_is_current(repo):
+    from diffscale.dvc import render_dvc_yaml
+
+    expected = render_dvc_yaml(load(repo / "params.yaml"), "params.yaml")
+    assert (repo / "dvc.yaml").read_text() == expected, "dvc.yaml is stale: run `diffscale dvc-yaml`"

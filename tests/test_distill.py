@@ -111,6 +111,7 @@ def test_search_over_paths_refuses_lcm_by_name_and_random_search_takes_it(smoke)
 # -- the distilled folder and its ledger -----------------------------------------------------------------------
 
 
+@pytest.mark.engine  # reads the shared cold run of the smoke study
 def test_the_student_loads_offline_as_an_lcm_pipeline(models, smoke_params):
     pipeline = DiffusionPipeline.from_pretrained(models / STUDENT, local_files_only=True)
     assert isinstance(pipeline, LatentConsistencyModelPipeline) and isinstance(pipeline.scheduler, LCMScheduler)
@@ -130,6 +131,7 @@ def test_the_student_loads_offline_as_an_lcm_pipeline(models, smoke_params):
     assert not torch.allclose(low, high)
 
 
+@pytest.mark.engine  # reads the shared cold run of the smoke study
 def test_the_ledger_counts_the_student_the_teachers_cfg_pair_and_the_target(models, smoke_params):
     """One distillation step: the student's forward and backward pass, the teacher's forward pass on the
     conditional and unconditional batch, the EMA target's forward pass (the target has the student's shape)."""
@@ -164,6 +166,7 @@ def test_the_ledger_counts_the_student_the_teachers_cfg_pair_and_the_target(mode
 # -- sampling: the lcm sampler and the LCM family ---------------------------------------------------------------
 
 
+@pytest.mark.engine  # reads the shared cold run of the smoke study
 def test_lcm_counts_one_evaluation_per_step_in_every_smoke_ledger(smoke_run, smoke_params):
     cells = [c for c in expand(smoke_params) if c.model == STUDENT]
     assert sorted(c.steps for c in cells) == [1, 2, 4]
@@ -175,6 +178,7 @@ def test_lcm_counts_one_evaluation_per_step_in_every_smoke_ledger(smoke_run, smo
     assert SAMPLERS["lcm"].evaluations(4) == 4
 
 
+@pytest.mark.engine  # reads the shared cold run of the smoke study
 def test_the_smoke_tables_know_the_student_and_charge_it_its_teachers_training(smoke_run, smoke_params):
     """What the report's distilled-vs-undistilled section and training-compute view read."""
     import pandas as pd
@@ -189,6 +193,7 @@ def test_the_smoke_tables_know_the_student_and_charge_it_its_teachers_training(s
     assert training.loc[STUDENT, "training_flops"] == pytest.approx(own + training.loc[TEACHER, "training_flops"])
 
 
+@pytest.mark.engine  # reads the shared cold run of the smoke study
 def test_the_lcm_family_reproduces_the_pipeline_and_counts_its_calls(models):
     """The family's conditioning, guidance embedding, scheduler and decoding give diffusers' own
     LatentConsistencyModelPipeline images from the same latents and per-image generators, with one backbone
@@ -219,6 +224,7 @@ def test_the_lcm_family_reproduces_the_pipeline_and_counts_its_calls(models):
     torch.testing.assert_close(trajectory.x0_predictions[-1], trajectory.latents)
 
 
+@pytest.mark.engine  # reads the shared cold run of the smoke study
 def test_random_search_on_the_student_counts_one_evaluation_per_step_and_candidate(models):
     from diffscale.search import SearchProblem
 
@@ -267,6 +273,7 @@ def _smoke_fid(smoke_run, smoke_params, model: str, sampler: str, steps: int) ->
     return fidelity.fid(fidelity.extract_features(images, fidelity.TOY_EXTRACTOR, oracle), reference)
 
 
+@pytest.mark.engine  # reads the shared cold run of the smoke study
 def test_the_student_beats_its_teacher_at_two_steps(smoke_run, smoke_params):
     """Distillation did something: at 2 steps the LCM student (1 evaluation per step) has a lower FID than its
     teacher with DDIM (a CFG pair per step). Not at 4: in the smoke world the teacher's DDIM has converged by

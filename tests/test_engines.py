@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import shutil
-import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,18 +22,16 @@ import pytest
 import yaml
 from PIL import Image
 
+import workflows
 from diffscale.cells import Paths, expand
 from diffscale.config import load
 from diffscale.dag import nodes
-from diffscale.dvc import render_dvc_yaml
 from diffscale.estimate import nfe_per_image
 from study_edits import set_key
 
-pytestmark = pytest.mark.engine
-
-BIN = str(Path(sys.executable).parent)
-ENV = os.environ | {"PATH": BIN + os.pathsep + os.environ.get("PATH", "")}
 PLAN = re.compile(r"--plan '?(results/[^\s']+?/plans/(?:snakemake|dvc)/[^\s']+\.json)")
+# Both engines work on their copies at once (their runs are subprocesses), as two users on one machine would.
+pytestmark = [pytest.mark.engine, pytest.mark.xdist_group("engines")]
 
 
 def executed(output: str) -> set[str]:
@@ -48,41 +45,32 @@ def executed(output: str) -> set[str]:
     return names
 
 
-def run(cmd: list[str], cwd: Path) -> str:
-    result = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True)
-    assert result.returncode == 0, f"{' '.join(map(str, cmd))} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
-    return result.stdout + result.stderr
-
-
 class Engine:
-    """One engine on its own copy of a study: run it, edit the study, see what it computed."""
+    """One engine on its own copy of a cold run of the smoke study: run it, edit the study, see what it computed."""
 
-    def __init__(self, name: str, work: Path, repo: Path):
-        self.name, self.work, self.repo = name, work, repo
+    def __init__(self, name: str, work: Path):
+        self.name, self.work = name, work
         self.study = work / ("study.yaml" if name == "snakemake" else "params.yaml")
-        shutil.copy(repo / "config" / "smoke.yaml", self.study)
-        if name == "dvc":
-            run(["git", "init", "-q"], work)
-            run([os.path.join(BIN, "dvc"), "init", "-q"], work)
-            run([os.path.join(BIN, "diffscale"), "dvc-yaml"], work)
 
-    def command(self) -> list[str]:
-        if self.name == "dvc":
-            return [os.path.join(BIN, "dvc"), "repro"]
-        return [sys.executable, "-m", "snakemake", "-s", str(self.repo / "workflow" / "Snakefile"), "-d", str(self.work),
-                "--configfile", str(self.study), "--cores", "2", "--printshellcmds"]
+    def command(self) -> list:
+        return [workflows.BIN / "dvc", "repro"] if self.name == "dvc" else workflows.snakemake(self.work, self.study.name)
 
     def computed(self) -> list[dict]:
-        log = self.work / "results" / ".cache" / "computed.jsonl"
-        return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+        return workflows.computed(self.work)
 
-    def run(self) -> dict:
-        before = len(self.computed())
-        output = run(self.command(), self.work)
-        new = self.computed()[before:]
+    def result(self, output: str, new: list[dict]) -> dict:
         return {"output": output, "nodes": executed(output),
                 "sampled": {e["cell"] for e in new if e["kind"] == "samples"},
                 "scored": {e["cell"] for e in new if e["kind"] == "scores"}}
+
+    def cold(self) -> dict:
+        """What the shared cold run (from an empty cache) ran and computed."""
+        return self.result((self.work / "engine.log").read_text(), self.computed())
+
+    def run(self) -> dict:
+        before = len(self.computed())
+        output = workflows.run(self.command(), self.work)
+        return self.result(output, self.computed()[before:])
 
     def edit(self, change) -> None:
         study = yaml.safe_load(self.study.read_text())
@@ -140,20 +128,22 @@ def smoke_params(repo):
 
 
 @pytest.fixture(scope="module")
-def engines(repo, tmp_path_factory):
-    """Both engines: a cold run, then every edit of EDITS in turn, with what each run computed."""
-    out = {}
-    for name in ("snakemake", "dvc"):
-        engine = Engine(name, tmp_path_factory.mktemp(name), repo)
-        cold = engine.run()
+def engines(smoke_run, dvc_run, tmp_path_factory):
+    """Both engines, each on a copy of its shared cold run: a second run, then every edit of EDITS in turn, with
+    what each run computed. The two engines' sequences run at once."""
+    def sequence(name: str, cold_run: Path) -> dict:
+        engine = Engine(name, workflows.copy_run(cold_run, tmp_path_factory.mktemp(name) / "work"))
         again = engine.run()
         metrics_cold = (engine.work / "results" / "smoke" / "metrics.csv").read_bytes()
         edits = []
         for _, change, *_ in EDITS:
             engine.edit(change)
             edits.append(engine.run())
-        out[name] = {"engine": engine, "cold": cold, "again": again, "edits": edits, "metrics_cold": metrics_cold}
-    return out
+        return {"engine": engine, "cold": engine.cold(), "again": again, "edits": edits, "metrics_cold": metrics_cold}
+
+    with ThreadPoolExecutor(2) as pool:
+        runs = {name: pool.submit(sequence, name, cold) for name, cold in (("snakemake", smoke_run), ("dvc", dvc_run))}
+        return {name: run.result() for name, run in runs.items()}
 
 
 def test_each_engine_runs_every_node_once(engines, smoke_params):
@@ -198,12 +188,8 @@ def test_both_engines_write_the_same_bytes(engines, smoke_params):
 def test_snakemake_then_dvc_on_one_checkout_computes_no_cell(engines, repo):
     engine = engines["snakemake"]["engine"]
     shutil.copy(engine.study, engine.work / "params.yaml")
-    dvc = Engine.__new__(Engine)
-    dvc.name, dvc.work, dvc.repo, dvc.study = "dvc", engine.work, repo, engine.work / "params.yaml"
-    run(["git", "init", "-q"], engine.work)
-    run([os.path.join(BIN, "dvc"), "init", "-q"], engine.work)
-    run([os.path.join(BIN, "diffscale"), "dvc-yaml"], engine.work)
-    result = dvc.run()
+    workflows.init_dvc(engine.work)
+    result = Engine("dvc", engine.work).run()
     assert result["sampled"] == result["scored"] == set()
 
 
@@ -213,8 +199,7 @@ def test_results_made_with_other_parameters_are_not_taken_as_current(engines, re
     work = engines["dvc"]["engine"].work
     original = work / "original.yaml"
     shutil.copy(repo / "config" / "smoke.yaml", original)
-    output = run([sys.executable, "-m", "snakemake", "-s", str(repo / "workflow" / "Snakefile"), "-d", str(work),
-                  "--configfile", str(original), "--cores", "2"], work)
+    output = workflows.run(workflows.snakemake(work, original.name), work)
     assert "Nothing to be done" not in output
     assert (work / "results/smoke/metrics.csv").read_bytes() == engines["snakemake"]["metrics_cold"]
 
@@ -228,8 +213,7 @@ def test_a_dry_run_with_another_study_writes_only_new_plans(engines, repo):
     study = yaml.safe_load((repo / "config" / "smoke.yaml").read_text())
     study["seed"] = 1
     other.write_text(yaml.safe_dump(study))
-    plan = run([sys.executable, "-m", "snakemake", "-n", "-s", str(repo / "workflow" / "Snakefile"), "-d", str(work),
-                "--configfile", str(other)], work)
+    plan = workflows.run(workflows.snakemake(work, other.name, "-n"), work)
     assert "sample" in plan  # a new seed: everything would be sampled again ...
     after = {p for p in (work / "results").rglob("*") if p.is_file()}
     assert all(p.read_bytes() == content for p, content in before.items())  # ... but no file changed,
@@ -295,23 +279,18 @@ def test_search_with_one_candidate_is_the_no_search_cell_and_more_candidates_do_
     assert (two >= one).all() and (two > one).any()  # nested candidates: the anytime curve only rises
 
 
-def test_committed_dvc_yaml_is_current(repo):
-    expected = render_dvc_yaml(load(repo / "params.yaml"), "params.yaml")
-    assert (repo / "dvc.yaml").read_text() == expected, "dvc.yaml is stale: run `diffscale dvc-yaml`"
-
-
 def test_workflow_lints_clean(repo):
-    output = run([sys.executable, "-m", "snakemake", "--lint", "-s", str(repo / "workflow" / "Snakefile"), "-d", str(repo)], repo)
+    output = workflows.run([sys.executable, "-m", "snakemake", "--lint", "-s", workflows.SNAKEFILE, "-d", repo], repo)
     assert "Congratulations, your workflow is in a good condition!" in output
 
 
 def test_slurm_profile_dry_run_requests_gpus_only_for_gpu_studies(repo, tmp_path):
     study = yaml.safe_load((repo / "config" / "smoke.yaml").read_text()) | {"device": "auto"}
     (tmp_path / "gpu.yaml").write_text(yaml.safe_dump(study))
-    dry = [sys.executable, "-m", "snakemake", "-n", "-s", str(repo / "workflow" / "Snakefile"), "-d", str(tmp_path),
-           "--profile", str(repo / "workflow" / "profiles" / "slurm")]
-    cpu_plan = run(dry + ["--configfile", str(repo / "config" / "smoke.yaml")], tmp_path)
-    gpu_plan = run(dry + ["--configfile", str(tmp_path / "gpu.yaml")], tmp_path)
+    dry = [sys.executable, "-m", "snakemake", "-n", "-s", workflows.SNAKEFILE, "-d", tmp_path,
+           "--profile", repo / "workflow" / "profiles" / "slurm"]
+    cpu_plan = workflows.run(dry + ["--configfile", repo / "config" / "smoke.yaml"], tmp_path)
+    gpu_plan = workflows.run(dry + ["--configfile", tmp_path / "gpu.yaml"], tmp_path)
     assert "gpu=1" not in cpu_plan
     assert re.search(r"rule sample:(?:(?!\nrule )[\s\S])*gpu=1", gpu_plan)
     assert not re.search(r"rule model:(?:(?!\nrule )[\s\S])*gpu=1", gpu_plan)

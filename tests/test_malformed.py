@@ -1,6 +1,7 @@
-"""A battery of faulty studies: each is stopped before anything runs, by `diffscale validate` and by
-`snakemake -n` alike, with one message naming the key and what is allowed (the file and line for YAML
-errors), no traceback, and nothing written under results/. Degenerate settings run, with a warning."""
+"""A battery of faulty studies: each is stopped before anything runs by `diffscale validate`, with one message
+naming the key and what is allowed (the file and line for YAML errors), and nothing written under results/;
+`snakemake -n` stops a representative of each kind the same way, without a traceback. Degenerate settings run,
+with a warning."""
 
 from __future__ import annotations
 
@@ -42,12 +43,15 @@ CASES = [
     ("unknown top-level key", set_key("sede", 1), ["unknown key(s) ['sede']", "'seed'"]),
     ("unknown nested key", set_key("sampling.batchsize", 8), ["sampling: unknown key(s) ['batchsize']", "'batch_size'"]),
     ("unknown sampler", set_key("grids.0.samplers", ["ddmi"]), ["grids.0.samplers.0: 'ddmi' is not allowed", "'dpmsolver++'"]),
-    ("unknown verifier kind", set_key("verifiers.oracle.kind", "oralce"), ["verifiers.oracle.kind: 'oralce' is not allowed", "'clip-score'"]),
+    ("unknown verifier kind", set_key("verifiers.oracle.kind", "oralce"),
+     ["verifiers.oracle.kind: 'oralce' is not allowed", "'clip-score'"]),
     ("unknown search algorithm", set_key("grids.2.search.algorithms", ["beam"]), ["'beam' is not allowed", "'zero-order'"]),
     ("unknown metric", set_key("scoring.metrics", ["fdi"]), ["scoring.metrics.0: 'fdi' is not allowed", "'fid'"]),
     ("grid with an undefined model", set_key("grids.0.models", ["toy-w99"]), ["grids.0.models: 'toy-w99' is not defined", "'toy-w16'"]),
-    ("grid with an undefined prompt set", set_key("grids.0.prompt_sets", ["coco"]), ["grids.0.prompt_sets: 'coco' is not defined", "'toy-captions'"]),
-    ("grid with an undefined verifier", set_key("grids.2.search.verifiers", ["oracel"]), ["'oracel' is not defined under `verifiers`", "'oracle'"]),
+    ("grid with an undefined prompt set", set_key("grids.0.prompt_sets", ["coco"]),
+     ["grids.0.prompt_sets: 'coco' is not defined", "'toy-captions'"]),
+    ("grid with an undefined verifier", set_key("grids.2.search.verifiers", ["oracel"]),
+     ["'oracel' is not defined under `verifiers`", "'oracle'"]),
     ("zero steps", set_key("grids.0.steps", [0, 4]), ["grids.0.steps.0: 0 is less than the minimum of 1"]),
     ("zero budget", set_key("grids.2.search.budgets", [0]), ["grids.2.search.budgets.0: 0 is less than the minimum of 1"]),
     ("negative guidance", set_key("grids.0.guidance", [-2.0]), ["grids.0.guidance.0: -2.0 is less than the minimum of 1"]),
@@ -69,7 +73,8 @@ CASES = [
     ("an ensemble cycle", lambda s: s["verifiers"].update(a={"kind": "ensemble", "members": ["oracle", "b"]},
                                                           b={"kind": "ensemble", "members": ["clip", "a"]}),
      ["the members form a cycle"]),
-    ("aesthetic without its mlp", set_key("verifiers.aesthetic", {"kind": "aesthetic"}), ["verifiers.aesthetic: 'mlp' is a required property"]),
+    ("aesthetic without its mlp", set_key("verifiers.aesthetic", {"kind": "aesthetic"}),
+     ["verifiers.aesthetic: 'mlp' is a required property"]),
     ("an option of another verifier kind", set_key("verifiers.clip.backbone", "toy-clip"),
      ["verifiers.clip: unknown key(s) ['backbone']", "'toy'"]),
     ("paths search that would never finish", set_key("search.paths", {"forward": 3, "backward": 3}),
@@ -110,41 +115,73 @@ def write_case(tmp_path, smoke, change) -> None:
     (tmp_path / "study.yaml").write_text(yaml.safe_dump(study, sort_keys=False))
 
 
-def check_both_ways(repo, tmp_path, capsys, fragments, snakemake_fragments=None):
+# Through the engine, one case of each way the Snakefile can refuse a study: it validates with the very calls
+# `diffscale validate` makes (`config.read_study_file`, `config.resolve`), so every case's message is checked
+# in-process below, and these show that the workflow stops with it, no traceback and nothing written. (Forty
+# Snakemake parses cost ~100 CPU-seconds and checked the same call forty times.)
+ENGINE_CASES = ["wrong type", "unknown nested key", "grid with an undefined model", "local model with pickled weights",
+                "FK steering with a deterministic sampler", "an ensemble cycle", "reference steps no grid runs"]
+
+
+def validate_refuses(tmp_path, capsys, fragments) -> None:
     assert cli.main(["--params", str(tmp_path / "study.yaml"), "validate"]) == 2
     message = capsys.readouterr().err
     for fragment in fragments:
         assert fragment in message, message
+    assert not (tmp_path / "results").exists()
+
+
+def snakemake_refuses(repo, tmp_path, fragments) -> None:
     result = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-s", str(repo / "workflow" / "Snakefile"), "-d", str(tmp_path),
                              "--configfile", str(tmp_path / "study.yaml")], capture_output=True, text=True)
     output = result.stdout + result.stderr
     assert result.returncode != 0
-    for fragment in snakemake_fragments or fragments:
+    for fragment in fragments:
         assert fragment in output, output
     assert "Traceback" not in output and 'File "' not in output, output
     assert not (tmp_path / "results").exists()
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
-def test_a_faulty_study_is_stopped_before_anything_runs(case, smoke, repo, tmp_path, capsys):
+def test_a_faulty_study_is_stopped_before_anything_runs(case, smoke, tmp_path, capsys):
     _, change, fragments = case
     write_case(tmp_path, smoke, change)
-    check_both_ways(repo, tmp_path, capsys, fragments)
+    validate_refuses(tmp_path, capsys, fragments)
+
+
+@pytest.mark.engine
+@pytest.mark.parametrize("case", [c for c in CASES if c[0] in ENGINE_CASES], ids=lambda case: case[0])
+def test_snakemake_stops_a_faulty_study_before_any_job(case, smoke, repo, tmp_path):
+    _, change, fragments = case
+    write_case(tmp_path, smoke, change)
+    snakemake_refuses(repo, tmp_path, fragments)
+
+
+def yaml_case(repo, tmp_path, text) -> None:
+    if text is None:  # the smoke study with its first model written twice
+        text = (repo / "config" / "smoke.yaml").read_text().replace(
+            "  toy-w8: {source: toy, width: 8}\n", "  toy-w8: {source: toy, width: 8}\n  toy-w8: {source: toy, width: 16}\n")
+    (tmp_path / "study.yaml").write_text(text)
 
 
 @pytest.mark.parametrize("case", YAML_CASES, ids=[c[0] for c in YAML_CASES])
 def test_a_faulty_yaml_file_is_named_with_its_line(case, repo, tmp_path, capsys):
     _, text, fragments = case
-    if text is None:  # the smoke study with its first model written twice
-        text = (repo / "config" / "smoke.yaml").read_text().replace(
-            "  toy-w8: {source: toy, width: 8}\n", "  toy-w8: {source: toy, width: 8}\n  toy-w8: {source: toy, width: 16}\n")
-    (tmp_path / "study.yaml").write_text(text)
+    yaml_case(repo, tmp_path, text)
+    validate_refuses(tmp_path, capsys, fragments)
+
+
+@pytest.mark.engine
+@pytest.mark.parametrize("case", YAML_CASES, ids=[c[0] for c in YAML_CASES])
+def test_snakemake_names_a_faulty_yaml_file(case, repo, tmp_path):
+    _, text, fragments = case
+    yaml_case(repo, tmp_path, text)
     # Snakemake reads --configfile itself and reports a syntax error without its line; the duplicate key,
     # which its reader would accept, is refused by the workflow with the file and line.
-    snakemake = ["not valid JSON or YAML"] if "syntax" in case[0] else fragments
-    check_both_ways(repo, tmp_path, capsys, fragments, snakemake)
+    snakemake_refuses(repo, tmp_path, ["not valid JSON or YAML"] if "syntax" in case[0] else fragments)
 
 
+@pytest.mark.engine
 @pytest.mark.parametrize("edit, warning", [
     (set_key("search.fk-steering.interval", 9), "search.fk-steering.interval: 9 >= 4 steps: particles are never resampled"),
     (set_key("search.paths.start", 1.0), "search.paths.start: 1.0 of 4 steps leaves no step to branch at"),

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
-
-from types import SimpleNamespace
 
 from diffscale.metrics import METRICS, fidelity
 from diffscale.metrics.bootstrap import bootstrap_ci, mean_with_ci

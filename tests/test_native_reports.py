@@ -4,41 +4,23 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import subprocess
 import sys
 import zipfile
-from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.engine
+import workflows
+from workflows import BIN, run
 
-BIN = Path(sys.executable).parent
-ENV = os.environ | {"PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-
-
-def run(cmd, cwd) -> str:
-    result = subprocess.run(list(map(str, cmd)), cwd=cwd, env=ENV, capture_output=True, text=True)
-    assert result.returncode == 0, f"{' '.join(map(str, cmd))} failed:\n{result.stdout[-3000:]}\n{result.stderr[-4000:]}"
-    return result.stdout + result.stderr
+pytestmark = [pytest.mark.engine, pytest.mark.xdist_group("native-reports")]
 
 
 @pytest.fixture(scope="module")
-def experiments(repo, tmp_path_factory):
-    """The smoke study as a DVC project with a committed baseline and two experiments."""
-    work = tmp_path_factory.mktemp("experiments")
-    shutil.copy(repo / "config" / "smoke.yaml", work / "params.yaml")
-    run(["git", "init", "-q"], work)
-    run(["git", "config", "user.email", "ci@example.com"], work)
-    run(["git", "config", "user.name", "ci"], work)
-    run([BIN / "dvc", "init", "-q"], work)
-    run([BIN / "diffscale", "dvc-yaml"], work)
-    run([BIN / "dvc", "repro"], work)
-    run(["git", "add", "-A"], work)
-    run(["git", "commit", "-qm", "baseline"], work)
+def experiments(dvc_run, tmp_path_factory):
+    """The smoke study as a DVC project with a committed baseline (a copy of the shared cold `dvc repro`) and two
+    experiments."""
+    work = workflows.copy_run(dvc_run, tmp_path_factory.mktemp("experiments") / "work")
     for name, change in (("more-bootstrap", "scoring.bootstrap=30"), ("longer-clip", "toyworld.clip.steps=30")):
         run([BIN / "dvc", "exp", "run", "-n", name, "-S", change], work)
     return work
@@ -79,9 +61,10 @@ def test_dvc_metrics_and_plots_diff_compare_two_experiments(experiments, tmp_pat
     assert "toy-captions: joint frontier" in html and "toy-captions: primary metric vs sampling cost" in html
 
 
-def test_snakemake_report_packs_the_figures_tables_and_page(repo, smoke_run, tmp_path):
-    run([sys.executable, "-m", "snakemake", "-s", repo / "workflow" / "Snakefile", "-d", smoke_run,
-         "--configfile", smoke_run / "study.yaml", "--report", tmp_path / "report.zip"], smoke_run)
+def test_snakemake_report_packs_the_figures_tables_and_page(smoke_run, tmp_path):
+    work = workflows.copy_run(smoke_run, tmp_path / "work")  # the shared run is read by other workers meanwhile
+    run([sys.executable, "-m", "snakemake", "-s", workflows.SNAKEFILE, "-d", work,
+         "--configfile", work / "study.yaml", "--report", tmp_path / "report.zip"], work)
     with zipfile.ZipFile(tmp_path / "report.zip") as archive:
         names = archive.namelist()
         page = next(name for name in names if name.endswith("/index.html"))  # the study's own report page

@@ -169,6 +169,7 @@ def test_ranking_checks_name_the_disagreements(tmp_path, reference):
     assert ranking_disagreements(checks) == ["by KID: b 2 -> 1, c 1 -> 2"]
 
 
+@pytest.mark.engine  # reads the shared cold run of the smoke study
 def test_scoring_writes_per_image_data_that_the_report_pairs(smoke_run):
     """End to end: every scored cell has its per-image file, keyed like its records; the report's headline
     table carries paired differences and its Table 1 the floor and ranking checks."""
@@ -194,9 +195,8 @@ def test_scoring_writes_per_image_data_that_the_report_pairs(smoke_run):
 def test_headline_counts_the_crossovers_each_metric_calls(tmp_path, reference):
     """FID features identical in every cell (no FID difference is beyond noise) while the judge's per-image
     accuracy follows each cell's table value (every accuracy crossover is): the headline counts each apart."""
-    from test_report import synthetic_metrics
-
     from diffscale.report.headline import prompt_set_headline
+    from test_report import synthetic_metrics
 
     table = analysis.without_search(synthetic_metrics())
     rng = np.random.default_rng(15)

@@ -29,6 +29,7 @@ def run(cmd, cwd) -> str:
     return result.stdout + result.stderr
 
 
+@pytest.mark.engine
 @pytest.mark.parametrize("config", CONFIGS)
 def test_snakemake_plans_every_node_with_gpus_for_sampling(repo, tmp_path, config):
     plan = run([sys.executable, "-m", "snakemake", "-n", "-s", repo / "workflow" / "Snakefile", "-d", tmp_path,
@@ -46,6 +47,7 @@ def test_snakemake_plans_every_node_with_gpus_for_sampling(repo, tmp_path, confi
     assert len(runtimes) > 1 and min(runtimes) >= 10
 
 
+@pytest.mark.engine
 @pytest.mark.parametrize("config", CONFIGS)
 def test_dvc_plans_the_same_stages(repo, tmp_path, config):
     shutil.copy(repo / config, tmp_path / "params.yaml")

@@ -23,7 +23,6 @@ from diffscale.search.base import SearchResult, seeded_candidates, trajectories,
 from diffscale.verifiers import VERIFIERS, Verifier, register
 from diffscale.verifiers.base import BATCH_SIZE_OPTION
 
-
 # -- the plug-ins -------------------------------------------------------------------------------------
 
 

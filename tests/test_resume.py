@@ -10,27 +10,22 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.engine
+import workflows
+from diffscale.cells import Paths
+from diffscale.config import load
+from workflows import BIN, ENV, run
 
-BIN = str(Path(sys.executable).parent)
-ENV = os.environ | {"PATH": BIN + os.pathsep + os.environ.get("PATH", "")}
-
-
-def snakemake(repo: Path, work: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "snakemake", "-s", str(repo / "workflow" / "Snakefile"), "-d", str(work),
-            "--configfile", str(work / "study.yaml"), "--cores", "2", *extra]
+pytestmark = [pytest.mark.engine, pytest.mark.xdist_group("resume")]
+BLOCK = "toy-w16__random__toy-captions"  # the block whose forced jobs are killed
 
 
-def run(cmd: list[str], cwd: Path) -> str:
-    result = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True)
-    assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-4000:]}"
-    return result.stdout + result.stderr
+def snakemake(work: Path, *extra: str) -> list[str]:
+    return workflows.snakemake(work, "study.yaml", *extra)
 
 
 def kill_when(cmd: list[str], cwd: Path, ready, timeout: float = 600) -> None:
@@ -78,20 +73,27 @@ def running(work: Path, rule: str) -> bool:
     return any(logs.glob(f"{rule}/*.log")) if logs.exists() else False
 
 
-def test_a_killed_run_resumes_with_the_same_command_and_the_same_bytes(repo, tmp_path, reference):
+def test_a_killed_run_resumes_with_the_same_command_and_the_same_bytes(repo, smoke_run, tmp_path, reference):
     shutil.copy(repo / "config" / "smoke.yaml", tmp_path / "study.yaml")
-    command = snakemake(repo, tmp_path)
+    command = snakemake(tmp_path)
+    # Every trained artifact but the autoencoder comes from the cold run's cache: the run trains the autoencoder
+    # (killed during it, then resumed) and computes every cell.
+    assert "toy-autoencoder" not in workflows.seed_artifacts(smoke_run, tmp_path, lambda name: name != "toy-autoencoder")
     # During training of the toy world (the autoencoder has started), then resume.
     kill_when(command, tmp_path, lambda: running(tmp_path, "toy_autoencoder"))
     assert (tmp_path / ".snakemake" / "locks").exists() and any((tmp_path / ".snakemake" / "locks").iterdir())
     output = run(command, tmp_path)
     assert "removed the lock of a killed run" in output
     assert outputs(tmp_path) == reference
-    # During sampling and during scoring of forced reruns (their outputs are deleted first), then resume.
+    assert {e["cell"] for e in workflows.computed(tmp_path) if e["kind"] == "artifact"} == {"toy-autoencoder"}
+    # During sampling and during scoring of a forced rerun of one block (its outputs are deleted first), then resume.
+    params = load(tmp_path / "study.yaml")
+    block_scores = Paths.of(params).block_scores(BLOCK)
     for rule in ("sample", "score"):
         shutil.rmtree(tmp_path / "results" / "smoke" / "logs" / rule)
-        shutil.rmtree(tmp_path / "results" / ".cache")  # so that the forced jobs really compute
-        kill_when(command + ["--forcerun", rule], tmp_path, lambda: running(tmp_path, rule))
+        shutil.rmtree(tmp_path / "results" / ".cache" / "samples")  # so that the forced jobs really compute
+        shutil.rmtree(tmp_path / "results" / ".cache" / "scores")
+        kill_when(command + ["--forcerun", rule, "--", str(block_scores)], tmp_path, lambda rule=rule: running(tmp_path, rule))
         run(command, tmp_path)
         assert outputs(tmp_path) == reference, f"after a kill during {rule}"
         assert "Nothing to be done" in run(command, tmp_path)
@@ -99,9 +101,8 @@ def test_a_killed_run_resumes_with_the_same_command_and_the_same_bytes(repo, tmp
 
 
 def test_corrupt_artifacts_are_named_and_cache_entries_recomputed(smoke_run, tmp_path, reference):
-    tmp_path = tmp_path / "work"
-    run(["cp", "-a", str(smoke_run), str(tmp_path)], smoke_run.parent)  # -a keeps the cache's hard links
-    diffscale = [os.path.join(BIN, "diffscale"), "--params", str(tmp_path / "study.yaml")]
+    tmp_path = workflows.copy_run(smoke_run, tmp_path / "work")  # -a keeps the cache's hard links
+    diffscale = [BIN / "diffscale", "--params", tmp_path / "study.yaml"]
     assert "all intact" in run(diffscale + ["verify"], tmp_path)
 
     # One bit of one cached image flips (the block's output is a hard link of it, so it flips too).
@@ -111,7 +112,7 @@ def test_corrupt_artifacts_are_named_and_cache_entries_recomputed(smoke_run, tmp
     flipped = bytearray(png.read_bytes())
     flipped[len(flipped) // 2] ^= 0x01
     png.write_bytes(bytes(flipped))
-    result = subprocess.run(diffscale + ["verify"], cwd=tmp_path, env=ENV, capture_output=True, text=True)
+    result = subprocess.run([*map(str, diffscale), "verify"], cwd=tmp_path, env=ENV, capture_output=True, text=True)
     assert result.returncode == 1
     assert f"{png.relative_to(tmp_path)}: sha256" in result.stdout and "but the manifest records" in result.stdout
     # The block's next job finds the entry corrupt and computes that cell again; the tree is whole again.
@@ -126,27 +127,27 @@ def test_corrupt_artifacts_are_named_and_cache_entries_recomputed(smoke_run, tmp
     weights = next((tmp_path / "results/smoke/models/toy-w8/unet").glob("*.safetensors"))
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     shutil.rmtree(tmp_path / "results" / ".cache")
-    sample = subprocess.run(diffscale + ["sample", "--block", block], cwd=tmp_path, env=ENV, capture_output=True, text=True)
+    sample = subprocess.run([*map(str, diffscale), "sample", "--block", block], cwd=tmp_path, env=ENV,
+                            capture_output=True, text=True)
     assert sample.returncode == 4
     last = sample.stderr.strip().splitlines()[-1]
     assert last.startswith("diffscale: corrupt artifact:") and weights.name in last and "the manifest records" in last
     assert "Traceback" not in sample.stderr
 
 
-def test_snakemake_and_dvc_at_once_leave_a_consistent_tree(repo, tmp_path, reference):
+def test_snakemake_and_dvc_at_once_leave_a_consistent_tree(repo, smoke_run, tmp_path, reference):
     """Both engines on one tree at the same time: outputs are written atomically and the cache is shared, so
-    whatever the interleaving, a final run of either engine completes and the results are the same bytes."""
+    whatever the interleaving, a final run of either engine completes and the results are the same bytes. The
+    trained artifacts come from the cold run's cache (both engines restore them at once); every cell is computed."""
     shutil.copy(repo / "config" / "smoke.yaml", tmp_path / "study.yaml")
     shutil.copy(repo / "config" / "smoke.yaml", tmp_path / "params.yaml")
-    run(["git", "init", "-q"], tmp_path)
-    run([os.path.join(BIN, "dvc"), "init", "-q"], tmp_path)
-    run([os.path.join(BIN, "diffscale"), "dvc-yaml"], tmp_path)
-    both = [subprocess.Popen(cmd, cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            for cmd in (snakemake(repo, tmp_path), [os.path.join(BIN, "dvc"), "repro"])]
+    workflows.init_dvc(tmp_path)
+    workflows.seed_artifacts(smoke_run, tmp_path)
+    both = [subprocess.Popen(list(map(str, cmd)), cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL) for cmd in (snakemake(tmp_path), [BIN / "dvc", "repro"])]
     for process in both:
         process.wait(timeout=1800)  # either may fail (one deletes an output the other reads); neither corrupts
-    run(snakemake(repo, tmp_path), tmp_path)
-    run([os.path.join(BIN, "dvc"), "repro"], tmp_path)
+    run(snakemake(tmp_path), tmp_path)
+    run([BIN / "dvc", "repro"], tmp_path)
     assert outputs(tmp_path) == reference
-    assert "all intact" in run([os.path.join(BIN, "diffscale"), "--params", str(tmp_path / "study.yaml"), "verify"],
-                               tmp_path)
+    assert "all intact" in run([BIN / "diffscale", "--params", tmp_path / "study.yaml", "verify"], tmp_path)

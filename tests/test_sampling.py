@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
-
-from types import SimpleNamespace
 
 from diffscale.sampling import SAMPLERS, CountingDenoiser, denoise, make_scheduler
 from diffscale.sampling.loop import initial_noise, x0_prediction

@@ -10,8 +10,7 @@ import torch
 
 from diffscale.sampling import SAMPLERS, CountingDenoiser, denoise, make_scheduler
 from diffscale.sampling.loop import initial_noise
-from diffscale.search import ALGORITHMS, SearchProblem
-from diffscale.search import fk_steering, paths
+from diffscale.search import ALGORITHMS, SearchProblem, fk_steering, paths
 from test_flow import FLUX_OPTIONS, FLUX_SCHEDULE, schedule_for
 
 OPTIONS = {

@@ -39,6 +39,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+import workflows
+
+pytestmark = [pytest.mark.engine, pytest.mark.xdist_group("slurm")]
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "workflow" / "profiles" / "slurm"
 SNAKEFILE = REPO / "workflow" / "Snakefile"
@@ -214,7 +217,7 @@ class Run:
         for run_id in RUN_ID.findall(output):  # and those it lost track of: every job is named by the run id
             subprocess.run(["scancel", "--name", run_id], capture_output=True)
 
-    def check(self, ok: bool = True) -> "Run":
+    def check(self, ok: bool = True) -> Run:
         assert (self.returncode == 0) == ok, (
             f"{self.name}: exit status {self.returncode}; log {self.log_path}\n{self.output[-5000:]}")
         return self
@@ -270,7 +273,7 @@ def digests(root: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files if p.is_file()}
 
 
-def logs_of(run: "Run") -> dict[str, str]:
+def logs_of(run: Run) -> dict[str, str]:
     """The text of the rule logs of the jobs a run printed, read right after it."""
     paths = {job_log(j) for j in run.jobs if job_log(j)}
     return {path: (run.work / path).read_text() for path in paths if (run.work / path).exists()}
@@ -333,12 +336,14 @@ def test_dry_run_gpu_site_settings(tmp_path, syntax, expected):
 # -- real runs ------------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def slurm_runs(tmp_path_factory):
+def slurm_runs(smoke_run, tmp_path_factory):
     """The smoke study through the profile: a first run in which one sampling job fails on purpose, then
-    the rerun that completes it."""
+    the rerun that completes it. The trained artifacts come from the local cold run's cache (their jobs are
+    still submitted, and restore them); every cell is sampled and scored inside Slurm jobs."""
     root = tmp_path_factory.mktemp("slurm")
     work = root / "work"
     work.mkdir()
+    workflows.seed_artifacts(smoke_run, work)
     bin_dir = stand_ins(root / "bin")
     site = site_settings()
     accounting = slurm_config().get("AccountingStorageType", "") != "accounting_storage/none"

@@ -14,8 +14,7 @@ from timm.data import create_transform, resolve_data_config
 from torchvision.models import ResNet50_Weights
 
 from diffscale.prompts import imagenet_classes
-from diffscale.verifiers import VERIFIERS, build_verifiers
-from diffscale.verifiers import classifier
+from diffscale.verifiers import VERIFIERS, build_verifiers, classifier
 from diffscale.verifiers.classifier import ClassifierVerifier, class_index, preprocess
 
 ARCH = "resnet10t"
