@@ -13,7 +13,7 @@ import pytest
 import workflows
 from workflows import BIN, run
 
-pytestmark = [pytest.mark.engine, pytest.mark.xdist_group("native-reports")]
+pytestmark = pytest.mark.engine
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,6 @@ from diffscale.report.metrics import higher_is_better, metric_name
 from diffscale.report.text import size_label
 from diffscale.report.tidy import COLUMNS
 
-pytestmark = pytest.mark.xdist_group("report")  # its module fixtures build reports: one worker builds them
-
 PARAMS = {"toy-a": 100_000, "toy-b": 300_000, "toy-c": 1_000_000}
 FLOOR = {"toy-a": 10.0, "toy-b": 6.5, "toy-c": 3.0}
 STEPS = {"ddim": [2, 5, 10, 20, 50], "ddpm": [10, 50]}

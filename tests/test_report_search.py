@@ -34,8 +34,6 @@ from diffscale.report.search_figures import budget_plot, equal_compute_plot, sca
 from diffscale.report.search_readings import budget_readings, verifier_readings
 from diffscale.report.tidy import COLUMNS
 
-pytestmark = pytest.mark.xdist_group("report-search")  # its module fixtures build reports: one worker builds them
-
 PARAMS = {"toy-s": 100_000, "toy-m": 300_000, "toy-l": 1_000_000}
 FLOOR = {"toy-s": 10.0, "toy-m": 6.5, "toy-l": 3.0}
 BEST_GUIDANCE = {"toy-s": 2.0, "toy-m": 1.5, "toy-l": 3.0}

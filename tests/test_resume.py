@@ -20,7 +20,7 @@ from diffscale.cells import Paths
 from diffscale.config import load
 from workflows import BIN, ENV, run
 
-pytestmark = [pytest.mark.engine, pytest.mark.xdist_group("resume")]
+pytestmark = pytest.mark.engine
 BLOCK = "toy-w16__random__toy-captions"  # the block whose forced jobs are killed
 
 

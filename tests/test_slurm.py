@@ -41,7 +41,7 @@ import yaml
 
 import workflows
 
-pytestmark = [pytest.mark.engine, pytest.mark.xdist_group("slurm")]
+pytestmark = pytest.mark.engine
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "workflow" / "profiles" / "slurm"
 SNAKEFILE = REPO / "workflow" / "Snakefile"
