@@ -131,9 +131,13 @@ def validate_refuses(tmp_path, capsys, fragments) -> None:
     assert not (tmp_path / "results").exists()
 
 
+def snakemake_dry_run(repo, tmp_path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "snakemake", "-n", "-s", str(repo / "workflow" / "Snakefile"),
+                           "-d", str(tmp_path), "--configfile", str(tmp_path / "study.yaml")], capture_output=True, text=True)
+
+
 def snakemake_refuses(repo, tmp_path, fragments) -> None:
-    result = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-s", str(repo / "workflow" / "Snakefile"), "-d", str(tmp_path),
-                             "--configfile", str(tmp_path / "study.yaml")], capture_output=True, text=True)
+    result = snakemake_dry_run(repo, tmp_path)
     output = result.stdout + result.stderr
     assert result.returncode != 0
     for fragment in fragments:
@@ -190,6 +194,5 @@ def test_degenerate_settings_run_with_a_warning(edit, warning, smoke, repo, tmp_
     write_case(tmp_path, smoke, edit)
     assert cli.main(["--params", str(tmp_path / "study.yaml"), "validate"]) == 0
     assert warning in capsys.readouterr().err
-    result = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-s", str(repo / "workflow" / "Snakefile"), "-d", str(tmp_path),
-                             "--configfile", str(tmp_path / "study.yaml")], capture_output=True, text=True)
+    result = snakemake_dry_run(repo, tmp_path)
     assert result.returncode == 0 and warning in result.stdout + result.stderr
