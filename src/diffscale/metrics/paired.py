@@ -17,12 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
 
-from diffscale.metrics import fidelity
+from diffscale.lazy import lazy_import
 from diffscale.metrics.bootstrap import bootstrap_ci
+
+# Loaded on first use: a scoring job that finds its cells in the cache reads only the names below.
+torch = lazy_import("torch")
+safetensors_torch = lazy_import("safetensors.torch")
+fidelity = lazy_import("diffscale.metrics.fidelity")
 
 PER_IMAGE_SUFFIX = ".safetensors"
 REFERENCE_FILE = "reference.safetensors"
@@ -48,11 +51,11 @@ class PerImage:
         if self.features is not None:
             # The extractors compute in float32: storing float32 loses nothing.
             tensors[FEATURES] = self.features.float().contiguous()
-        save_file(tensors, str(path), metadata={"keys": json.dumps([list(k) for k in self.keys])})
+        safetensors_torch.save_file(tensors, str(path), metadata={"keys": json.dumps([list(k) for k in self.keys])})
 
     @classmethod
     def load(cls, path: Path) -> PerImage:
-        tensors = load_file(str(path))
+        tensors = safetensors_torch.load_file(str(path))
         with safe_open(str(path), "pt") as handle:
             keys = [tuple(k) for k in json.loads(handle.metadata()["keys"])]
         features = tensors[FEATURES].double() if FEATURES in tensors else None
@@ -75,11 +78,11 @@ class Reference:
         for name in ("features", "held_out"):
             if getattr(self, name) is not None:
                 tensors[name] = getattr(self, name).float().contiguous()
-        save_file(tensors, str(path), metadata={"feature_space": self.feature_space})
+        safetensors_torch.save_file(tensors, str(path), metadata={"feature_space": self.feature_space})
 
     @classmethod
     def load(cls, path: Path) -> Reference:
-        t = load_file(str(path))
+        t = safetensors_torch.load_file(str(path))
         with safe_open(str(path), "pt") as handle:
             space = handle.metadata()["feature_space"]
         return cls({"mu": t["mu"].numpy(), "sigma": t["sigma"].numpy()}, space,

@@ -15,7 +15,6 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 from diffscale import prompts as prompt_sets
@@ -24,15 +23,24 @@ from diffscale.cache import CellCache, key_of, library_versions
 from diffscale.cells import Block, Cell, Paths
 from diffscale.codeversion import code_version
 from diffscale.dag import score_inputs
+from diffscale.lazy import lazy_import
 from diffscale.manifest import content_hash, file_hash, verified
-from diffscale.metrics import METRICS, clipscore, fidelity, paired
+from diffscale.metrics import METRICS, paired
 from diffscale.metrics.bootstrap import bootstrap_ci, mean_with_ci
 from diffscale.metrics.distribution import FEATURE_METRICS
 from diffscale.seeds import derive_seed
-from diffscale.toyworld import judge, oracle, scenes
 from diffscale.toyworld.arrays import load_arrays
 from diffscale.verifiers import study_verifiers
 from diffscale.verifiers.base import is_hub_spec, resolve_file
+
+# A block whose cells are all in the cache restores them without importing torch, torch-fidelity or
+# open_clip (seconds per job): only a job that scores loads them.
+torch = lazy_import("torch")
+clipscore = lazy_import("diffscale.metrics.clipscore")
+fidelity = lazy_import("diffscale.metrics.fidelity")
+judge = lazy_import("diffscale.toyworld.judge")
+oracle = lazy_import("diffscale.toyworld.oracle")
+scenes = lazy_import("diffscale.toyworld.scenes")
 
 
 def load_cell_images(samples: Path) -> tuple[list[dict], list[Image.Image]]:
@@ -224,13 +232,13 @@ def block_inputs(params: dict, block: Block, paths: Paths) -> dict:
 
 def score_block(params: dict, block: Block, cells: list[Cell], paths: Paths) -> int:
     """Score the block's cells (from the cache where it has them); returns how many were scored now."""
-    torch.set_num_threads(params["threads"])
     cache = CellCache(paths.cache)
     shared = block_inputs(params, block, paths)
     loaded: dict = {}  # judges, references and verifiers are loaded only if some cell must be scored
 
     def scoring() -> PromptSetScoring:
         if not loaded:
+            torch.set_num_threads(params["threads"])
             loaded["scoring"] = PromptSetScoring(params, paths, block.prompt_set)
             loaded["verifiers"] = metric_verifiers(params, paths, block.prompt_set)
             loaded["labels"] = {p["id"]: p["labels"] for p in prompt_sets.read(paths.prompt_set(block.prompt_set))}

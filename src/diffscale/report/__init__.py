@@ -8,6 +8,15 @@ Table 1), `sections` (the page's parts per prompt set) and `page` (`build_report
 `templates/index.html.j2`).
 """
 
-from diffscale.report.page import build_report
 
 __all__ = ["build_report"]
+
+
+def __getattr__(name: str):
+    """`build_report` on first use: the aggregate job reads `report.tidy` only, and should not pay for importing
+    matplotlib, seaborn and the paired comparisons (torch, torch-fidelity) that the page's modules need."""
+    if name == "build_report":
+        from diffscale.report.page import build_report
+
+        return build_report
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -17,8 +17,6 @@ import platform
 import time
 from pathlib import Path
 
-import torch
-from diffusers.image_processor import VaeImageProcessor
 from tqdm.auto import tqdm
 
 from diffscale import prompts as prompt_sets
@@ -28,16 +26,22 @@ from diffscale.cache import CellCache, key_of, library_versions, link_tree
 from diffscale.cells import Block, Cell, Paths
 from diffscale.codeversion import code_version
 from diffscale.estimate import embedded_guidance, evaluations_per_step, nfe_per_image
+from diffscale.lazy import lazy_import
 from diffscale.manifest import content_hash, file_hash, verify
-from diffscale.models import gpu
-from diffscale.models.families import family_of, guidance_inputs
-from diffscale.models.flops import backbone_gflops_per_nfe
-from diffscale.models.zoo import load_pipeline, pick_device
 from diffscale.sampling.loop import CountingDenoiser, denoise, initial_noise, take
 from diffscale.sampling.samplers import SAMPLERS, make_scheduler
 from diffscale.search import ALGORITHMS, SearchProblem
 from diffscale.seeds import derive_seed
 from diffscale.verifiers import study_verifiers
+
+# A block whose cells are all in the cache restores them without loading torch, diffusers or a model: only
+# a job that samples pays for importing them (seconds per job, more than a toy block's sampling).
+torch = lazy_import("torch")
+image_processor = lazy_import("diffusers.image_processor")
+families = lazy_import("diffscale.models.families")
+flops = lazy_import("diffscale.models.flops")
+gpu = lazy_import("diffscale.models.gpu")
+zoo = lazy_import("diffscale.models.zoo")
 
 log = logging.getLogger(__name__)
 
@@ -48,21 +52,21 @@ def image_seed(global_seed: int, prompt: dict, replicate: int) -> int:
 
 def to_pil(images):
     """Images in [0, 1] -> PIL, rounded as diffusers' image processor rounds them."""
-    return VaeImageProcessor.numpy_to_pil(images.permute(0, 2, 3, 1).float().cpu().numpy())
+    return image_processor.VaeImageProcessor.numpy_to_pil(images.permute(0, 2, 3, 1).float().cpu().numpy())
 
 
-@torch.no_grad()
 def sample_pixels(pipeline, prompts: list[str], sampler: str, steps: int, guidance: float, seeds: list[int]):
     """uint8 images (N, H, W, C) of a loaded pipeline, one per prompt and seed, with the study's own loop, outside
     the DAG: for benchmarks and tests that compare models on the same prompts and seeds (no search, CPU)."""
-    family = family_of(pipeline)
-    cond, uncond = family.encode(pipeline, [{"prompt": p} for p in prompts], torch.device("cpu"))
-    cond, uncond, loop_guidance = guidance_inputs(family, pipeline, cond, uncond, guidance)
-    noise, generators = initial_noise(seeds, family.latent_shape(pipeline), "cpu")
-    latents = denoise(CountingDenoiser(family.backbone(pipeline), call=family.call),
-                      make_scheduler(sampler, pipeline.scheduler.config), noise, cond, uncond, loop_guidance, steps,
-                      generators=generators if SAMPLERS[sampler].stochastic else None).latents
-    return (family.decode(pipeline, latents) * 255).round().byte().permute(0, 2, 3, 1).numpy()
+    family = families.family_of(pipeline)
+    with torch.no_grad():
+        cond, uncond = family.encode(pipeline, [{"prompt": p} for p in prompts], torch.device("cpu"))
+        cond, uncond, loop_guidance = families.guidance_inputs(family, pipeline, cond, uncond, guidance)
+        noise, generators = initial_noise(seeds, family.latent_shape(pipeline), "cpu")
+        latents = denoise(CountingDenoiser(family.backbone(pipeline), call=family.call),
+                          make_scheduler(sampler, pipeline.scheduler.config), noise, cond, uncond, loop_guidance, steps,
+                          generators=generators if SAMPLERS[sampler].stochastic else None).latents
+        return (family.decode(pipeline, latents) * 255).round().byte().permute(0, 2, 3, 1).numpy()
 
 
 class BlockSampler:
@@ -72,11 +76,11 @@ class BlockSampler:
         started = time.perf_counter()
         torch.set_num_threads(params["threads"])
         self.params = params
-        self.device = pick_device(params["device"])
+        self.device = zoo.pick_device(params["device"])
         self.dtype = params["models"][block.model].get("dtype", "float32")
         verify(paths.model(block.model))
-        self.pipeline = gpu.configure(load_pipeline(paths.model(block.model), self.device, self.dtype), params["execution"])
-        self.family = family_of(self.pipeline)
+        self.pipeline = gpu.configure(zoo.load_pipeline(paths.model(block.model), self.device, self.dtype), params["execution"])
+        self.family = families.family_of(self.pipeline)
         self.shape = self.family.latent_shape(self.pipeline)
         declared = embedded_guidance(params, block.model)
         if declared != self.family.embedded_guidance(self.pipeline):
@@ -102,12 +106,12 @@ class BlockSampler:
         self.encode_seconds = time.perf_counter() - started
         # One single-sample pass of the backbone with a real conditioning row, counted on the meta device.
         first = take(self.batches[0][1], torch.tensor([0]))
-        self.gflops_per_nfe = backbone_gflops_per_nfe(self.family.backbone(self.pipeline), self.shape,
+        self.gflops_per_nfe = flops.backbone_gflops_per_nfe(self.family.backbone(self.pipeline), self.shape,
                                                       self.guided(first, first, 1.0)[0], meta=True, call=self.family.call)
 
     def guided(self, cond, uncond, guidance: float):
         """The conditioning and the loop's CFG scale for `guidance` (embedded in the inputs of a distilled model)."""
-        return guidance_inputs(self.family, self.pipeline, cond, uncond, guidance)
+        return families.guidance_inputs(self.family, self.pipeline, cond, uncond, guidance)
 
     def schedule_options(self, cell: Cell) -> dict:
         """The model's own `set_timesteps` arguments for this cell (FLUX: mu, and its sigmas for the schedulers
@@ -254,12 +258,17 @@ def cell_key(params: dict, paths: Paths, cell: Cell, shared: dict) -> str:
     return key_of(parts)
 
 
+def device_key(requested: str) -> str:
+    """The device a study's `device` names, as cell keys record it: only `auto` needs torch to resolve."""
+    return str(zoo.pick_device(requested)) if requested == "auto" else requested
+
+
 def block_inputs(params: dict, block: Block, paths: Paths) -> dict:
     """The parts of the cell key that every cell of the block shares: the contents of the model and the
     prompts, the device and execution options, the code and the libraries."""
     return {
         "model": content_hash(paths.model(block.model)), "dtype": params["models"][block.model].get("dtype", "float32"),
-        "prompts": file_hash(paths.prompt_set(block.prompt_set)), "device": str(pick_device(params["device"])),
+        "prompts": file_hash(paths.prompt_set(block.prompt_set)), "device": device_key(params["device"]),
         "execution": params["execution"], "threads": params["threads"],
         "code": code_version("diffscale.sampling.block"),
         "libraries": library_versions("torch", "diffusers", "transformers", "open_clip_torch"),
