@@ -28,6 +28,12 @@ REPO = Path(__file__).resolve().parents[1]
 ENGINE_FIXTURES = {"smoke_run", "dvc_run"}
 
 
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto`: one worker more than cores. An engine test's worker mostly waits on its subprocesses (DVC runs
+    its stages one at a time), so as many workers as cores would leave a core idle much of the run."""
+    return (os.cpu_count() or 1) + 1
+
+
 def pytest_collection_modifyitems(config, items):
     unmarked = [item.nodeid for item in items
                 if ENGINE_FIXTURES & set(getattr(item, "fixturenames", ())) and not item.get_closest_marker("engine")]
