@@ -210,25 +210,39 @@ def test_committed_schema_is_the_registries_schema(repo):
     assert (repo / "workflow" / "schemas" / "params.schema.json").read_text() == committed
 
 
+HEAVY = ("torch", "diffusers", "transformers", "pandas", "numpy", "open_clip", "torch_fidelity", "matplotlib")
+
+
+def heavy_modules_loaded(code: str, cwd: Path) -> list[str]:
+    """The heavy libraries that running `code` in a fresh interpreter leaves imported."""
+    code += f"\nimport sys\nprint(' '.join(m for m in {HEAVY!r} if m in sys.modules))\n"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()
+
+
 @pytest.mark.parametrize("study_file", ["params.yaml", "config/ldm-scaling.yaml", "config/search-scaling.yaml"])
 def test_building_the_dag_imports_no_heavy_library(repo, study_file):
     """Snakemake parses the workflow on every invocation: validating a study, building its DAG and its plans
     must not load torch, diffusers or pandas (seconds each); only jobs do."""
     code = (
-        "import sys\n"
         "from diffscale.config import load\n"
         "from diffscale.cells import Paths\n"
         "from diffscale import dag, dvc, estimate\n"
         f"params = load({str(repo / study_file)!r})\n"
         "[dag.Plan.of(node, params).digest for node in dag.nodes(params, Paths.of(params))]\n"
-        "heavy = [m for m in ('torch', 'diffusers', 'transformers', 'pandas', 'numpy', 'open_clip', 'torch_fidelity')"
-        " if m in sys.modules]\n"
-        "print(heavy)\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=repo)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
+    assert heavy_modules_loaded(code, repo) == []
 
+
+@pytest.mark.parametrize("module", ["diffscale.cli", "diffscale.sampling.block", "diffscale.metrics.score",
+                                    "diffscale.report.tidy", "diffscale.toyworld.build"])
+def test_a_job_that_finds_its_work_done_imports_no_heavy_library(repo, module):
+    """A sampling or scoring job whose cells are all cached, an artifact restored from the cache, the aggregate
+    job: each engine test reruns dozens of them, so their modules import torch, diffusers, open_clip or
+    torch-fidelity on first use (seconds per job), and numpy or pandas at most."""
+    loaded = heavy_modules_loaded(f"import {module}", repo)
+    assert set(loaded) <= {"numpy", "pandas"}, f"importing {module} loads {loaded}: import them where they are used"
 
 
 @pytest.mark.parametrize("objective, sampler, kind", [("rectified-flow", "ddim", "flow"), (None, "flow-euler", "diffusion")])
