@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
 import torch
-from filelock import FileLock, Timeout
+from filelock import FileLock
 
 import workflows
 
@@ -42,22 +43,14 @@ def pytest_collection_modifyitems(config, items):
                                 f"(add `pytestmark = pytest.mark.engine`): {unmarked}")
 
 
-def shared(tmp_path_factory, name: str, build, meanwhile=None) -> Path:
-    """`build(folder)` run once per test run, whichever pytest-xdist worker asks first; the others wait for it
-    and get the same folder. A worker that would wait runs `meanwhile()` first (another shared build it will
-    need), so that the two cold runs are built at once instead of one worker idling. Without xdist it is simply
-    built. A failed build is not marked done, so the next worker that asks tries again (and reports it)."""
+def shared(tmp_path_factory, name: str, build) -> Path:
+    """`build(folder)` run once per test run, whichever pytest-xdist worker (or thread) asks first; the others
+    wait for it and get the same folder. Without xdist it is simply built. A failed build is not marked done,
+    so the next one that asks tries again (and reports it)."""
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     root = tmp_path_factory.getbasetemp().parent if worker else tmp_path_factory.getbasetemp()
     folder, done = root / f"shared-{name}", root / f"shared-{name}.done"
-    lock = FileLock(str(root / f"shared-{name}.lock"))
-    if meanwhile is not None and not done.exists():
-        try:
-            lock.acquire(timeout=0)
-            lock.release()
-        except Timeout:
-            meanwhile()
-    with lock:
+    with FileLock(str(root / f"shared-{name}.lock")):
         if not done.exists():
             shutil.rmtree(folder, ignore_errors=True)
             folder.mkdir(parents=True)
@@ -95,17 +88,38 @@ def build_dvc_run(work: Path) -> None:
     workflows.run(["git", "commit", "-qm", "baseline"], work)
 
 
+COLD_RUNS = {"smoke-run": build_smoke_run, "dvc-run": build_dvc_run}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cold_runs_started(request, tmp_path_factory):
+    """Both cold runs start in the background as the session starts, if any selected test needs one: the cold
+    `dvc repro` runs its stages one at a time and the DVC edits wait for it, so it is the suite's critical path
+    and should not wait for a worker to reach its first engine test. Its threads only build (behind `shared`'s
+    lock); the fixtures below wait for them. The worker's own thread then lowers its priority (`os.nice`, per
+    thread on Linux): the tests, and the engine runs they start, yield the cores to the cold runs."""
+    if not any(ENGINE_FIXTURES & set(getattr(item, "fixturenames", ())) for item in request.session.items):
+        yield
+        return
+    threads = [threading.Thread(target=shared, args=(tmp_path_factory, name, build), daemon=True)
+               for name, build in COLD_RUNS.items()]
+    for thread in threads:
+        thread.start()
+    os.nice(5)
+    yield
+    for thread in threads:
+        thread.join()
+
+
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory) -> Path:
     """A folder with the smoke study (`study.yaml`) run to completion, cold, by Snakemake; its output is in
     `engine.log`. Shared: read it, or copy it with `workflows.copy_run` to change it."""
-    return shared(tmp_path_factory, "smoke-run", build_smoke_run,
-                  meanwhile=lambda: shared(tmp_path_factory, "dvc-run", build_dvc_run))
+    return shared(tmp_path_factory, "smoke-run", build_smoke_run)
 
 
 @pytest.fixture(scope="session")
 def dvc_run(tmp_path_factory) -> Path:
     """The smoke study (`params.yaml`) as a git + DVC project, reproduced cold by `dvc repro` and committed as
     the baseline; the output of `dvc repro` is in `engine.log` (ignored by git). Shared like `smoke_run`."""
-    return shared(tmp_path_factory, "dvc-run", build_dvc_run,
-                  meanwhile=lambda: shared(tmp_path_factory, "smoke-run", build_smoke_run))
+    return shared(tmp_path_factory, "dvc-run", build_dvc_run)

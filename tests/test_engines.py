@@ -13,7 +13,7 @@ import re
 import shutil
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -67,10 +67,17 @@ class Engine:
         """What the shared cold run (from an empty cache) ran and computed."""
         return self.result((self.work / "engine.log").read_text(), self.computed())
 
-    def run(self) -> dict:
+    def run(self, command: list | None = None) -> dict:
         before = len(self.computed())
-        output = workflows.run(self.command(), self.work)
+        output = workflows.run(command or self.command(), self.work)
         return self.result(output, self.computed()[before:])
+
+    def apply(self, change) -> dict:
+        """Make the edit and run: DVC runs an `Experiment` as one, on top of the workspace's earlier edits."""
+        if self.name == "dvc" and isinstance(change, Experiment):
+            return self.run([workflows.BIN / "dvc", "exp", "run", "-n", change.name, "-S", f"{change.key}={change.value}"])
+        self.edit(change)
+        return self.run()
 
     def edit(self, change) -> None:
         study = yaml.safe_load(self.study.read_text())
@@ -79,6 +86,21 @@ class Engine:
 
 
 # -- the edits: each applied on top of the previous ones, with the cells it must compute ---------------
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """An edit that DVC makes as its users try a change, a named experiment (`dvc exp run -n NAME -S KEY=VALUE`):
+    `dvc exp show`, `dvc metrics diff` and `dvc plots diff` are tested on them. Snakemake's study file gets the
+    same edit."""
+
+    name: str
+    key: str
+    value: object
+
+    def __call__(self, study: dict) -> None:
+        set_key(self.key, self.value)(study)
+
 
 W8 = "toy-w8__ddim__steps{s}__cfg{g}__nosearch__toy-captions"
 W16 = "toy-w16__ddim__steps{s}__cfg{g}__nosearch__toy-captions"
@@ -101,8 +123,9 @@ STUDENT = {f"toy-w8-lcm__lcm__steps{s}__cfg3__nosearch__toy-captions" for s in (
 ALL = ({f.format(s=s, g=3) for f in (W8, W16) for s in (2, 4)} | {PAIRS} | set(SEARCH.values()) | FLOW | STUDENT)
 
 
-# Two sequences of edits, each applied on a copy of the cold run, every edit on top of the previous ones of its
-# sequence; the two sequences (of both engines) run at once.
+# Three sequences of edits, each applied on a copy of the cold run, every edit on top of the previous ones of its
+# sequence; the sequences (of both engines) run at once. DVC runs its stages one at a time, so its longest
+# sequence is the module's critical path: the rescoring edits have one of their own.
 EDITS = [
     # (what, edit, cells sampled, cells scored)
     ("add a guidance value", set_key("grids.0.guidance", [2.0, 3.0]), ADDED_GUIDANCE, ADDED_GUIDANCE),
@@ -110,19 +133,20 @@ EDITS = [
     ("change one model's width", set_key("models.toy-w8.width", 16),
      {W8.format(s=s, g=g) for s in (2, 3, 4) for g in (2, 3)} | STUDENT,
      {W8.format(s=s, g=g) for s in (2, 3, 4) for g in (2, 3)} | STUDENT),
+    # The second sequence starts again from the cold run's study.
     ("change an FK-steering option", set_key("search.fk-steering.lambda", 5.0), {SEARCH["fk"]}, {SEARCH["fk"]}),
     ("change a verifier option", set_key("verifiers.self-consistency.level", 0.25), {SEARCH["zero-order"]},
      {SEARCH["zero-order"]}),
-    # The second sequence starts again from the cold run's study.
-    ("change scoring.bootstrap (rescoring only)", set_key("scoring.bootstrap", 25), set(), ALL),
     ("change a report option (report only)", set_key("report.reference_steps", 2), set(), set()),
+    ("change nothing", lambda study: None, set(), set()),
+    # The third too; DVC runs its edits as experiments.
+    ("change scoring.bootstrap (rescoring only)", Experiment("more-bootstrap", "scoring.bootstrap", 25), set(), ALL),
     # The toy CLIP: its verifiers' search cells resample (the paths ensemble, FK with CLIP, the
     # self-consistency backbone), and every cell rescores (CLIPScore reads it).
-    ("change a toy-world training option", set_key("toyworld.clip.steps", 25),
+    ("change a toy-world training option", Experiment("longer-clip", "toyworld.clip.steps", 25),
      {SEARCH["paths"], SEARCH["fk"], SEARCH["zero-order"]}, ALL),
-    ("change nothing", lambda study: None, set(), set()),
 ]
-SEQUENCES = (EDITS[:5], EDITS[5:])
+SEQUENCES = (EDITS[:3], EDITS[3:7], EDITS[7:])
 
 
 @pytest.fixture(scope="module")
@@ -133,14 +157,11 @@ def smoke_params(repo):
 @pytest.fixture(scope="module")
 def engines(smoke_run, dvc_run, tmp_path_factory):
     """Both engines, each on copies of its shared cold run: a second run, and each sequence of edits, with what
-    each run computed. "engine" is the copy that ran the last sequence (its study: the cold one, edited by it)."""
+    each run computed. "engine" is the copy that ran the last sequence (its study: the cold one, edited by it;
+    on DVC, its experiments)."""
     def sequence(name: str, cold_run: Path, edits: list) -> tuple[Engine, list[dict]]:
         engine = Engine(name, workflows.copy_run(cold_run, tmp_path_factory.mktemp(name) / "work"))
-        runs = [engine.run()]
-        for _, change, *_ in edits:
-            engine.edit(change)
-            runs.append(engine.run())
-        return engine, runs
+        return engine, [engine.run()] + [engine.apply(change) for _, change, *_ in edits]
 
     with ThreadPoolExecutor(2 * len(SEQUENCES)) as pool:
         futures = {(name, index): pool.submit(sequence, name, cold, list(edits))
@@ -231,6 +252,44 @@ def test_a_dry_run_with_another_study_writes_only_new_plans(engines, repo):
     assert {p: p.stat().st_mtime_ns for p in times} == times
     new = after - set(before)
     assert new and all(p.relative_to(work / "results/smoke/plans/snakemake") and p.suffix == ".json" for p in new)
+
+
+def test_dvc_exp_show_carries_the_headline_metrics(engines):
+    work = engines["dvc"]["engine"].work
+    shown = json.loads(workflows.run([workflows.BIN / "dvc", "exp", "show", "--json"], work))
+    rows = {}
+    for commit in shown:
+        for exp in [commit] + [e for e in commit.get("experiments") or [] for e in e.get("revs", [])]:
+            rows[exp.get("name") or exp["rev"]] = exp
+    assert {"more-bootstrap", "longer-clip"} <= set(rows)
+    metrics = rows["longer-clip"]["data"]["metrics"]["results/smoke/headline.json"]["data"]
+    assert set(metrics) == {"toy-captions", "toy-pairs"}
+    fid = metrics["toy-captions"]["fid_at_ddim_4_steps"]
+    assert set(fid) == {"toy-w8", "toy-w16"} and all(v > 0 for v in fid.values())
+    assert set(metrics["toy-captions"]["search_gain_fid"]) == {"random", "zero-order", "paths", "fk-steering"}
+    params = rows["longer-clip"]["data"]["params"]["params.yaml"]["data"]
+    assert params["toyworld"]["clip"]["steps"] == 25 and params["scoring"]["bootstrap"] == 25
+
+
+def changed(diff: dict) -> set[str]:
+    """The headline metrics whose value differs in a `dvc metrics diff --all --json`."""
+    return {key for key, value in diff.get("results/smoke/headline.json", {}).items() if value["diff"]}
+
+
+def test_dvc_metrics_and_plots_diff_compare_two_experiments(engines, tmp_path):
+    work = engines["dvc"]["engine"].work
+
+    def diff(old, new):
+        return json.loads(workflows.run([workflows.BIN / "dvc", "metrics", "diff", old, new, "--all", "--json"], work))
+
+    # More bootstrap resamples change confidence intervals only, no headline number; a longer-trained toy
+    # CLIP changes what it scores (CLIPScore) and the searches it guides.
+    assert diff("HEAD", "more-bootstrap")["results/smoke/headline.json"] and changed(diff("HEAD", "more-bootstrap")) == set()
+    assert "toy-pairs.clip_score_at_ddim_4_steps.toy-w16" in changed(diff("more-bootstrap", "longer-clip"))
+    out = tmp_path / "plots"
+    workflows.run([workflows.BIN / "dvc", "plots", "diff", "more-bootstrap", "longer-clip", "-o", out], work)
+    html = (out / "index.html").read_text()
+    assert "toy-captions: joint frontier" in html and "toy-captions: primary metric vs sampling cost" in html
 
 
 @pytest.mark.parametrize("engine", ["snakemake", "dvc"])

@@ -40,6 +40,8 @@ import pytest
 import yaml
 
 import workflows
+from diffscale.cells import Paths, expand
+from diffscale.config import load
 
 pytestmark = pytest.mark.engine
 REPO = Path(__file__).resolve().parents[1]
@@ -338,12 +340,13 @@ def test_dry_run_gpu_site_settings(tmp_path, syntax, expected):
 @pytest.fixture(scope="module")
 def slurm_runs(smoke_run, tmp_path_factory):
     """The smoke study through the profile: a first run in which one sampling job fails on purpose, then
-    the rerun that completes it. The trained artifacts come from the local cold run's cache (their jobs are
-    still submitted, and restore them); every cell is sampled and scored inside Slurm jobs."""
+    the rerun that completes it. Every job of the study is submitted; the trained artifacts and the cells of
+    every block but the failing one come from the local cold run's caches (their jobs restore them, the
+    subject here is the submission, not the arithmetic); the failing block's cells are sampled and scored
+    inside Slurm jobs."""
     root = tmp_path_factory.mktemp("slurm")
     work = root / "work"
     work.mkdir()
-    workflows.seed_artifacts(smoke_run, work)
     bin_dir = stand_ins(root / "bin")
     site = site_settings()
     accounting = slurm_config().get("AccountingStorageType", "") != "accounting_storage/none"
@@ -351,6 +354,9 @@ def slurm_runs(smoke_run, tmp_path_factory):
     blocks = sorted(j["wildcards"].removeprefix("key=") for j in dry.jobs if j["rule"] == "sample")
     assert blocks, "the smoke study has no `sample` job"
     failing = blocks[-1]
+    params = load(SMOKE)
+    computed_here = {c.id for c in expand(params) if Paths.of(params).block_of(c).id == failing}
+    workflows.seed_artifacts(smoke_run, work, cells=lambda cell: cell not in computed_here and cell != failing)
     failing_output = next(j["output"] for j in dry.jobs if j["rule"] == "sample" and j["wildcards"] == f"key={failing}")
     env = base_env(site) | {
         "PATH": f"{bin_dir}{os.pathsep}{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -366,7 +372,8 @@ def slurm_runs(smoke_run, tmp_path_factory):
     runs.append((second, logs_of(second), squeue_states(second.run_id)))
     after = Run([*command, "--dry-run"], work, env, "slurm-dry-run-after").check().output
     return {"root": root, "work": work, "site": site, "failing": failing, "failing_output": failing_output,
-            "partial_left": partial_left, "runs": runs, "digests": digests(work),
+            "partial_left": partial_left, "runs": runs, "digests": digests(work), "computed_here": computed_here,
+            "sampled": {e["cell"] for e in workflows.computed(work) if e["kind"] == "samples"},
             "nothing_left": "Nothing to be done" in after,
             "sbatch": sbatch_calls(root / "sbatch.jsonl"), "accounting": accounting, "env": env}
 
@@ -435,6 +442,7 @@ def test_outputs_are_byte_identical_to_a_local_run(slurm_runs, smoke_run):
     local = digests(smoke_run)
     assert "results/smoke/metrics.csv" in local and len(local) > 10, sorted(local)[:5]
     assert slurm_runs["digests"] == local
+    assert slurm_runs["sampled"] == slurm_runs["computed_here"]  # the failing block's cells, sampled under Slurm
 
 
 @needs_slurm

@@ -52,19 +52,18 @@ def computed(work: Path) -> list[dict]:
     return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
 
-def seed_artifacts(source: Path, work: Path, keep=lambda name: True, cells: bool = False) -> list[str]:
+def seed_artifacts(source: Path, work: Path, keep=lambda name: True, cells=lambda cell: False) -> list[str]:
     """Copy the trained artifacts (toy world, ladder, students) of the run in `source` into the artifact cache of
     `work`, for tests whose subject is not training: their jobs restore instead of training again. `keep(name)`
-    chooses by artifact name; returns the names copied. With `cells`, the cell cache (samples and scores) comes
-    too, for tests whose subject is not sampling either: a block job whose inputs are unchanged restores its cells."""
+    chooses by artifact name; returns the names copied. `cells(cell)` chooses cells whose samples and scores
+    come too (none by default), for tests whose subject is not sampling either: a block job whose inputs are
+    unchanged restores its cells (a block's scoring reference counts as a cell named by the block)."""
     names = []
     for entry in computed(source):
-        if entry["kind"] == "artifact" and keep(entry["cell"]):
-            relative = Path("results/.cache/artifacts") / entry["key"][:2] / entry["key"]
+        kind = "artifacts" if entry["kind"] == "artifact" else "samples" if entry["kind"] == "samples" else "scores"
+        if (keep if kind == "artifacts" else cells)(entry["cell"]):
+            relative = Path("results/.cache") / kind / entry["key"][:2] / entry["key"]
             (work / relative).parent.mkdir(parents=True, exist_ok=True)
             run(["cp", "-a", source / relative, work / relative], work)
             names.append(entry["cell"])
-    if cells:
-        for kind in ("samples", "scores"):
-            run(["cp", "-a", source / "results/.cache" / kind, work / "results/.cache" / kind], work)
     return names
