@@ -26,7 +26,7 @@ from filelock import FileLock
 import workflows
 
 REPO = Path(__file__).resolve().parents[1]
-ENGINE_FIXTURES = {"smoke_run", "dvc_run"}
+ENGINE_FIXTURES = {"smoke_run", "dvc_run", "await_dvc_run"}
 
 
 def pytest_xdist_auto_num_workers(config):
@@ -119,7 +119,14 @@ def smoke_run(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def dvc_run(tmp_path_factory) -> Path:
+def dvc_run(await_dvc_run) -> Path:
     """The smoke study (`params.yaml`) as a git + DVC project, reproduced cold by `dvc repro` and committed as
     the baseline; the output of `dvc repro` is in `engine.log` (ignored by git). Shared like `smoke_run`."""
-    return shared(tmp_path_factory, "dvc-run", build_dvc_run)
+    return await_dvc_run()
+
+
+@pytest.fixture(scope="session")
+def await_dvc_run(tmp_path_factory):
+    """`dvc_run` when it is needed: a function that waits for it, for a fixture with work to do before (from any
+    thread)."""
+    return lambda: shared(tmp_path_factory, "dvc-run", build_dvc_run)

@@ -34,6 +34,7 @@ def snakemake(work: Path, study: str | Path, *extra: str) -> list[str]:
 def init_dvc(work: Path) -> None:
     """`work` (holding params.yaml) as a git repository with DVC and the study's generated dvc.yaml."""
     run(["git", "init", "-q"], work)
+    (work / ".gitignore").write_text("/results/.cache\n")  # as the repository's own ignores /results/: no result
     run(["git", "config", "user.email", "ci@example.com"], work)
     run(["git", "config", "user.name", "ci"], work)
     run([BIN / "dvc", "init", "-q"], work)
