@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from diffscale.manifest import LEDGER, IntegrityError, content_hash, verified_file, write_manifest
+from diffscale.manifest import LEDGER, SAMPLING_LEDGER, IntegrityError, content_hash, verified_file, write_manifest
 from diffscale.toyworld import oracle, scenes
 from diffscale.toyworld.training import count_step, train
 
@@ -107,6 +107,24 @@ def test_the_ledger_is_verified_but_left_out_of_the_content_hash(trained_oracle,
     (folder / "oracle.json").write_text("{}")
     write_manifest(folder)
     assert content_hash(folder) != names[0], "every other file is still part of the name"
+
+
+def test_a_sampled_cells_content_hash_leaves_out_its_ledger(tmp_path):
+    """The same images sampled twice, in different wall seconds (two engines' cold runs): one name, so the score key
+    (which names the samples by it) is the same and the images are scored once."""
+    names = []
+    for seconds in (1.0, 2.0):
+        folder = tmp_path / f"cell{seconds:g}"
+        (folder / "images").mkdir(parents=True)
+        (folder / "images" / "00000.png").write_bytes(b"the same image")
+        (folder / "records.jsonl").write_text('{"index": 0}\n')
+        (folder / SAMPLING_LEDGER).write_text(json.dumps({"nfe_per_image": 8, "seconds": {"denoise": seconds}}))
+        write_manifest(folder)
+        names.append(content_hash(folder))
+    assert names[0] == names[1]
+    (folder / "records.jsonl").write_text('{"index": 1}\n')
+    write_manifest(folder)
+    assert content_hash(folder) != names[0], "the records are part of the name"
 
 
 def test_denoiser_encoding_flops_counted_on_one_image_equal_a_full_count(tmp_path):

@@ -16,6 +16,10 @@ MANIFEST = "diffscale-manifest.json"
 # the machine. The manifest verifies it like any file, but the content hash leaves it out, so that training
 # again to the same weights gives the same name and the cells made from them stay cached.
 LEDGER = "training-ledger.json"
+SAMPLING_LEDGER = "ledger.json"  # a sampled cell's NFEs, FLOPs and wall seconds by phase
+# Files that record how an artifact was made (wall seconds, the host) beside what it is: verified, but left out of
+# the name of its content, so that the same images sampled twice (by two engines, on two runs) are scored once.
+MEASUREMENTS = frozenset({LEDGER, SAMPLING_LEDGER})
 # Files the engines add to a finished directory output (Snakemake's timestamp of a `directory()`).
 ENGINE_FILES = frozenset({".snakemake_timestamp"})
 
@@ -102,8 +106,8 @@ def verified_file(folder: Path, name: str) -> Path:
 
 
 def content_hash(folder: Path) -> str:
-    """A name for the artifact's content: the hash of its manifest's file table, without the training ledger."""
-    files = {name: digest for name, digest in read_manifest(folder).items() if name != LEDGER}
+    """A name for the artifact's content: the hash of its manifest's file table, without its `MEASUREMENTS`."""
+    files = {name: digest for name, digest in read_manifest(folder).items() if name not in MEASUREMENTS}
     return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
 
 

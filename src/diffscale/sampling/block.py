@@ -27,7 +27,7 @@ from diffscale.cells import Block, Cell, Paths
 from diffscale.codeversion import code_version
 from diffscale.estimate import embedded_guidance, evaluations_per_step, nfe_per_image
 from diffscale.lazy import lazy_import
-from diffscale.manifest import content_hash, file_hash, verify
+from diffscale.manifest import SAMPLING_LEDGER, content_hash, file_hash, verify
 from diffscale.sampling.loop import CountingDenoiser, denoise, initial_noise, take
 from diffscale.sampling.samplers import SAMPLERS, make_scheduler
 from diffscale.search import ALGORITHMS, SearchProblem
@@ -206,7 +206,7 @@ class BlockSampler:
             spent = {"calls": after.calls - verifier_before.calls, "images": after.images - verifier_before.images,
                      "gflops": after.gflops - verifier_before.gflops}
         ledger = self.ledger(cell, denoiser, len(records), seconds, spent)
-        (out / "ledger.json").write_text(json.dumps(ledger, indent=2, sort_keys=True))
+        (out / SAMPLING_LEDGER).write_text(json.dumps(ledger, indent=2, sort_keys=True))
 
     def ledger(self, cell: Cell, denoiser: CountingDenoiser, n_images: int, seconds: dict, verifier: dict | None) -> dict:
         """NFEs as counted (and as the registries' formulas expect them), the paper convention without CFG,
