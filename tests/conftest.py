@@ -88,7 +88,11 @@ def build_dvc_run(work: Path) -> None:
     workflows.run(["git", "commit", "-qm", "baseline"], work)
 
 
-COLD_RUNS = {"smoke-run": build_smoke_run, "dvc-run": build_dvc_run}
+# Each cold run and the priority (`os.nice` increment) its jobs start with: `dvc repro` runs its stages one at a
+# time and the DVC edits wait for it, so it is the suite's critical path and goes first; Snakemake's runs two
+# jobs at once and many tests wait for it. The tests themselves come after both (`TESTS_NICE`).
+COLD_RUNS = {"smoke-run": (build_smoke_run, 3), "dvc-run": (build_dvc_run, 0)}
+TESTS_NICE = 15
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -96,16 +100,21 @@ def cold_runs_started(request, tmp_path_factory):
     """Both cold runs start in the background as the session starts, if any selected test needs one: the cold
     `dvc repro` runs its stages one at a time and the DVC edits wait for it, so it is the suite's critical path
     and should not wait for a worker to reach its first engine test. Its threads only build (behind `shared`'s
-    lock); the fixtures below wait for them. The worker's own thread then lowers its priority (`os.nice`, per
-    thread on Linux): the tests, and the engine runs they start, yield the cores to the cold runs."""
+    lock); the fixtures below wait for them. Priorities (`os.nice`) are per thread on Linux and passed on to
+    the processes a thread starts: each cold run's thread takes its own, then the worker's thread lowers its
+    priority, so the tests, and the engine runs they start, use what the cold runs leave of the cores."""
     if not any(ENGINE_FIXTURES & set(getattr(item, "fixturenames", ())) for item in request.session.items):
         yield
         return
-    threads = [threading.Thread(target=shared, args=(tmp_path_factory, name, build), daemon=True)
-               for name, build in COLD_RUNS.items()]
+
+    def build(name: str, builder, nice: int) -> None:
+        os.nice(nice)
+        shared(tmp_path_factory, name, builder)
+
+    threads = [threading.Thread(target=build, args=(name, *run), daemon=True) for name, run in COLD_RUNS.items()]
     for thread in threads:
         thread.start()
-    os.nice(5)
+    os.nice(TESTS_NICE)
     yield
     for thread in threads:
         thread.join()
