@@ -45,6 +45,14 @@ def executed(output: str) -> set[str]:
     return names
 
 
+def outcome(output: str, new: list[dict]) -> dict:
+    """What an engine run did: its output, the nodes it ran, and the cells it sampled and scored (`new` entries of
+    the cache's log)."""
+    return {"output": output, "nodes": executed(output),
+            "sampled": {e["cell"] for e in new if e["kind"] == "samples"},
+            "scored": {e["cell"] for e in new if e["kind"] == "scores"}}
+
+
 class Engine:
     """One engine on its own copy of a cold run of the smoke study: run it, edit the study, see what it computed."""
 
@@ -58,11 +66,6 @@ class Engine:
     def computed(self) -> list[dict]:
         return workflows.computed(self.work)
 
-    def result(self, output: str, new: list[dict]) -> dict:
-        return {"output": output, "nodes": executed(output),
-                "sampled": {e["cell"] for e in new if e["kind"] == "samples"},
-                "scored": {e["cell"] for e in new if e["kind"] == "scores"}}
-
     def share_cache(self, other: Engine) -> None:
         """Use `other`'s cell cache (and its log) instead of this copy's own."""
         cache = self.work / "results" / ".cache"
@@ -72,7 +75,7 @@ class Engine:
     def run(self, command: list | None = None) -> dict:
         before = len(self.computed())
         output = workflows.run(command or self.command(), self.work)
-        return self.result(output, self.computed()[before:])
+        return outcome(output, self.computed()[before:])
 
     def apply(self, change) -> dict:
         """Make the edit and run: DVC runs an `Experiment` as one, on top of the workspace's earlier edits."""
@@ -158,10 +161,7 @@ def smoke_params(repo):
 
 def cold(run: Path) -> dict:
     """What a shared cold run (from an empty cache) ran and computed."""
-    log = (run / "engine.log").read_text()
-    computed = workflows.computed(run)
-    return {"output": log, "nodes": executed(log), "sampled": {e["cell"] for e in computed if e["kind"] == "samples"},
-            "scored": {e["cell"] for e in computed if e["kind"] == "scores"}}
+    return outcome((run / "engine.log").read_text(), workflows.computed(run))
 
 
 @pytest.fixture(scope="module")
