@@ -111,6 +111,7 @@ def cold_runs_started(request, tmp_path_factory):
         os.nice(nice)
         shared(tmp_path_factory, name, builder)
 
+    tmp_path_factory.getbasetemp()  # made here: made by two threads at once, it fails in one (FileExistsError)
     threads = [threading.Thread(target=build, args=(name, *run), daemon=True) for name, run in COLD_RUNS.items()]
     for thread in threads:
         thread.start()

@@ -172,19 +172,22 @@ def engines(smoke_run, await_dvc_run, tmp_path_factory):
     nodes, Snakemake must compute exactly the edit's cells, and DVC, whose jobs find them all, none (its cell
     keys are Snakemake's). DVC computing every cell on its own is the cold run's check. "engine" is the copy
     that ran the last sequence (its study: the cold one, edited by it; on DVC, as experiments)."""
-    def sequence(edits: list) -> dict:
+    def sequence(edits: list, again: bool) -> dict:
+        """The edits on copies of the cold runs; first a second run of each copy if `again` (the first sequence)."""
+        def runs(engine: Engine) -> list[dict]:
+            return ([engine.run()] if again else []) + [engine.apply(change) for _, change, *_ in edits]
+
         snakemake = Engine("snakemake", workflows.copy_run(smoke_run, tmp_path_factory.mktemp("snakemake") / "work"))
-        runs = {"snakemake": [snakemake.run()] + [snakemake.apply(change) for _, change, *_ in edits]}
+        snakemake_runs = runs(snakemake)
         dvc = Engine("dvc", workflows.copy_run(await_dvc_run(), tmp_path_factory.mktemp("dvc") / "work"))
         dvc.share_cache(snakemake)
-        runs["dvc"] = [dvc.run()] + [dvc.apply(change) for _, change, *_ in edits]
-        return {"snakemake": snakemake, "dvc": dvc, "runs": runs}
+        return {"snakemake": snakemake, "dvc": dvc, "runs": {"snakemake": snakemake_runs, "dvc": runs(dvc)}}
 
     with ThreadPoolExecutor(len(SEQUENCES)) as pool:
-        sequences = list(pool.map(sequence, SEQUENCES))
+        sequences = list(pool.map(sequence, SEQUENCES, [True] + [False] * (len(SEQUENCES) - 1)))
     dvc_run = await_dvc_run()
     return {name: {"engine": sequences[-1][name], "cold": cold(run), "again": sequences[0]["runs"][name][0],
-                   "edits": [r for done in sequences for r in done["runs"][name][1:]],
+                   "edits": [r for i, done in enumerate(sequences) for r in done["runs"][name][i == 0:]],
                    "metrics_cold": (run / "results/smoke/metrics.csv").read_bytes(), "cold_run": run}
             for name, run in (("snakemake", smoke_run), ("dvc", dvc_run))}
 
