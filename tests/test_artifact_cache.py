@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from diffscale.cache import ArtifactCache
 from diffscale.cli import NodeJob
 from diffscale.dag import Plan
 from diffscale.manifest import write_manifest
@@ -50,3 +51,30 @@ def test_other_parameters_or_input_contents_build_again(tmp_path, monkeypatch):
     build(NodeJob(plan("more-steps", {"steps": 20}, "images")), trained)
     build(NodeJob(plan("other-data", {"steps": 10}, "other images")), trained)
     assert trained == ["default", "more-steps", "other-data"]
+
+
+def outputs_of(root: Path, headline: str) -> dict[str, Path]:
+    """A report-like node's outputs: a folder with a subfolder, and a text file."""
+    (root / "report" / "figures").mkdir(parents=True)
+    (root / "report" / "index.html").write_text("<html>")
+    (root / "report" / "figures" / "a.png").write_bytes(b"\x89PNG")
+    (root / "headline.json").write_text(headline)
+    return {"report": root / "report", "headline": root / "headline.json"}
+
+
+def test_a_nodes_outputs_are_restored_whole_and_a_corrupt_entry_is_not(tmp_path):
+    cache = ArtifactCache(tmp_path / "cache")
+    made = outputs_of(tmp_path / "made", '{"fid": 1}')
+    assert not cache.restore_outputs("k" * 64, made)
+    cache.store_outputs("k" * 64, made, "report")
+    elsewhere = {role: tmp_path / "elsewhere" / path.name for role, path in made.items()}
+    assert cache.restore_outputs("k" * 64, elsewhere)
+    assert (elsewhere["headline"].read_text() == '{"fid": 1}'
+            and (elsewhere["report"] / "figures" / "a.png").read_bytes() == b"\x89PNG"
+            and sorted(p.name for p in elsewhere["report"].rglob("*")) == ["a.png", "figures", "index.html"])
+    log = [json.loads(line) for line in (tmp_path / "cache" / "computed.jsonl").read_text().splitlines()]
+    assert [(entry["kind"], entry["cell"]) for entry in log] == [("report", "report")]
+    # One changed byte in the entry: it is dropped, and the caller makes the outputs again.
+    entry = next((tmp_path / "cache" / "outputs").glob("*/*"))
+    (entry / "headline").write_text('{"fid": 2}')
+    assert not cache.restore_outputs("k" * 64, elsewhere) and not entry.exists()

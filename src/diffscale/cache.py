@@ -24,7 +24,7 @@ from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
-from diffscale.atomic import atomic_directory, remove_abandoned, staging_prefix
+from diffscale.atomic import atomic_directory, remove_abandoned, staging_prefix, write_text
 from diffscale.manifest import IntegrityError, verify, write_manifest
 
 log = logging.getLogger(__name__)
@@ -153,6 +153,42 @@ class ArtifactCache(CellCache):
         link_tree(final, staging)
         self._publish(staging, self._entry("artifacts", key))
         self.record("artifact", name, key)
+
+    def restore_outputs(self, key: str, outputs: dict[str, Path]) -> bool:
+        """Put a node's cached outputs of `key` (role -> folder or text file) in place, each atomically; False if
+        there are none (or they are corrupt)."""
+        entry = self._entry("outputs", key)
+        if not entry.exists():
+            return False
+        try:
+            verify(entry)
+        except IntegrityError as error:
+            log.warning("cached outputs %s are corrupt (%s); making them again", sorted(map(str, outputs.values())), error)
+            shutil.rmtree(entry, ignore_errors=True)
+            return False
+        for role, final in outputs.items():
+            if (entry / role).is_dir():
+                with atomic_directory(final, manifest=False) as staging:
+                    link_tree(entry / role, staging)
+            else:
+                write_text(final, (entry / role).read_text())
+        return True
+
+    def store_outputs(self, key: str, outputs: dict[str, Path], name: str) -> None:
+        """Keep a copy (hard links) of a node's outputs just made, under `key`, and log it as computed (kind `name`)."""
+        staging = self._staging()
+        try:
+            for role, final in outputs.items():
+                if Path(final).is_dir():
+                    link_tree(final, staging / role)
+                else:
+                    shutil.copyfile(final, staging / role)
+            write_manifest(staging)
+            self._publish(staging, self._entry("outputs", key))
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        self.record(name, name, key)
 
 
 def key_of(parts: dict) -> str:

@@ -33,6 +33,10 @@ log = logging.getLogger("diffscale")
 TOY_ARTIFACTS = ("dataset", "reference", "prompts", "autoencoder", "text-encoder", "oracle", "judge", "clip")
 
 
+TRAINING_LIBRARIES = ("torch", "diffusers", "transformers", "open_clip_torch", "numpy")
+REPORT_LIBRARIES = ("pandas", "numpy", "matplotlib", "seaborn", "pillow", "jinja2", "torch", "torch-fidelity")
+
+
 class NodeJob:
     """A node verb's view of its plan: the parameters it may read, their paths, its cells."""
 
@@ -46,15 +50,16 @@ class NodeJob:
         """Record which plan the node's outputs were made from: an engine that finds other outputs reruns it."""
         write_text(self.paths.made_with(self.plan.node), self.plan.digest + "\n")
 
-    def artifact_key(self) -> str:
+    def artifact_key(self, libraries: tuple[str, ...] = TRAINING_LIBRARIES, with_study: bool = False) -> str:
         """What decides an artifact's bytes: the node, the parameters it reads, its code, its inputs' contents
-        and the libraries. Not the study's name nor where its inputs lie, so that every study of a results
-        tree with the same toy world (the default, toy-flow, toy-full) trains it once."""
+        and the libraries. Not where its inputs lie, and not the study's name unless `with_study` (the report
+        prints it), so that every study of a results tree with the same toy world (the default, toy-flow,
+        toy-full) trains it once."""
         plan = self.plan
         return key_of({"node": plan.node, "args": list(plan.args), "code": plan.code,
-                       "params": {key: value for key, value in plan.study.items() if key != "study"},
+                       "params": {key: value for key, value in plan.study.items() if with_study or key != "study"},
                        "inputs": [content_hash(path) if Path(path).is_dir() else file_hash(path) for path in plan.inputs],
-                       "libraries": library_versions("torch", "diffusers", "transformers", "open_clip_torch", "numpy")})
+                       "libraries": library_versions(*libraries)})
 
     def build(self, final: Path, build) -> None:
         """Build a trained or fetched artifact at `final`, or restore it from the artifact cache when the same
@@ -284,6 +289,15 @@ def cmd_report(args) -> None:
     from diffscale.report.headline import write_headline
     from diffscale.report.tidy import load_metrics
 
+    # The report is a function of its tables, parameters and code (equal inputs give equal bytes): a report made
+    # from the same ones before (by the other engine, or a run of the same study before an edit was undone) is
+    # restored from the cache instead of drawn again (seconds of figures).
+    outputs = {"report": job.paths.report_dir, "headline": job.paths.headline, "plots": job.paths.plots}
+    key = job.artifact_key(REPORT_LIBRARIES, with_study=True)
+    cache = ArtifactCache(job.paths.cache)
+    if cache.restore_outputs(key, outputs):
+        log.info("restored %s, %s and %s from the cache (made from equal tables before)", *outputs.values())
+        return job.done()
     report = job.params.get("report", {})
     steps, reference = report.get("reference_steps"), report.get("reference_model")
     comparisons = Comparisons([p for p in job.plan.inputs if Path(p).parent == job.paths.scores_root],
@@ -292,6 +306,7 @@ def cmd_report(args) -> None:
                         reference_steps=steps, reference_model=reference, timings_csv=job.paths.timings,
                         training_csv=job.paths.training, comparisons=comparisons)
     write_headline(load_metrics(job.paths.metrics), job.paths.headline, job.paths.plots, steps, reference, comparisons)
+    cache.store_outputs(key, outputs, "report")
     log.info("wrote %s, %s and %s", html, job.paths.headline, job.paths.plots)
     job.done()
 
