@@ -83,23 +83,20 @@ def build_dvc_run(work: Path) -> None:
     workflows.init_dvc(work)
     output = workflows.run([workflows.BIN / "dvc", "repro"], work)
     (work / "engine.log").write_text(output)
-    (work / ".git" / "info" / "exclude").write_text("engine.log\n")
-    workflows.run(["git", "add", "-A"], work)
-    workflows.run(["git", "commit", "-qm", "baseline"], work)
+    workflows.commit_baseline(work, "engine.log")
 
 
-# Each cold run and the priority (`os.nice` increment) its jobs start with: `dvc repro` runs its stages one at a
-# time and the DVC edits wait for it, so it is the suite's critical path and goes first; Snakemake's runs two
-# jobs at once and many tests wait for it. The tests themselves come after both (`TESTS_NICE`).
-COLD_RUNS = {"smoke-run": (build_smoke_run, 3), "dvc-run": (build_dvc_run, 0)}
+# Each cold run and the priority (`os.nice` increment) its jobs start with: the Snakemake run goes first, as
+# the engine edits and most engine tests start from it; the DVC run is read only by the cold-run checks. The
+# tests themselves come after both (`TESTS_NICE`).
+COLD_RUNS = {"smoke-run": (build_smoke_run, 0), "dvc-run": (build_dvc_run, 3)}
 TESTS_NICE = 15
 
 
 @pytest.fixture(scope="session", autouse=True)
 def cold_runs_started(request, tmp_path_factory):
-    """Both cold runs start in the background as the session starts, if any selected test needs one: the cold
-    `dvc repro` runs its stages one at a time and the DVC edits wait for it, so it is the suite's critical path
-    and should not wait for a worker to reach its first engine test. Its threads only build (behind `shared`'s
+    """Both cold runs start in the background as the session starts, if any selected test needs one, so that
+    neither waits for a worker to reach its first engine test. Their threads only build (behind `shared`'s
     lock); the fixtures below wait for them. Priorities (`os.nice`) are per thread on Linux and passed on to
     the processes a thread starts: each cold run's thread takes its own, then the worker's thread lowers its
     priority, so the tests, and the engine runs they start, use what the cold runs leave of the cores."""

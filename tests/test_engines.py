@@ -46,11 +46,12 @@ def executed(output: str) -> set[str]:
 
 
 def outcome(output: str, new: list[dict]) -> dict:
-    """What an engine run did: its output, the nodes it ran, and the cells it sampled and scored (`new` entries of
-    the cache's log)."""
+    """What an engine run did: its output, the nodes it ran, the cells it sampled and scored, and whether it drew a
+    report rather than restoring one (`new` entries of the cache's log)."""
     return {"output": output, "nodes": executed(output),
             "sampled": {e["cell"] for e in new if e["kind"] == "samples"},
-            "scored": {e["cell"] for e in new if e["kind"] == "scores"}}
+            "scored": {e["cell"] for e in new if e["kind"] == "scores"},
+            "reported": any(e["kind"] == "report" for e in new)}
 
 
 class Engine:
@@ -166,30 +167,42 @@ def cold(run: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def engines(smoke_run, await_dvc_run, tmp_path_factory):
-    """Both engines on copies of their shared cold runs: a second run, and each sequence of edits, with what each
-    run computed. The sequences run at once. In each, Snakemake makes the edits on a copy of its cold run, then DVC
-    makes them on a copy of its own, whose cell cache is Snakemake's copy's: both engines must rerun the same
-    nodes, Snakemake must compute exactly the edit's cells, and DVC, whose jobs find them all, none (its cell
-    keys are Snakemake's). DVC computing every cell on its own is the cold run's check. "engine" is the copy
-    that ran the last sequence (its study: the cold one, edited by it; on DVC, as experiments)."""
+    """Both engines on copies of the Snakemake cold run: a second run, and each sequence of edits, with what each
+    run computed. DVC's copies are of one DVC project made from it, as a Snakemake user starts with DVC
+    (`diffscale dvc-yaml`, then `dvc repro`: every stage reruns and computes nothing; committed as the baseline).
+    The sequences run at once. In each, Snakemake makes the edits on a copy of its cold run, then DVC makes them
+    on a copy of the project, whose cell cache is Snakemake's copy's: both engines must rerun the same nodes,
+    Snakemake must compute exactly the edit's cells and draw the report, DVC none of them (its cell keys are
+    Snakemake's, and it finds the report made from the same tables). DVC computing every cell on its own is the
+    cold `dvc repro`'s check. "engine" is the copy that ran the last sequence (its study: the cold one, edited
+    by it; on DVC, as experiments)."""
+    def dvc_project() -> tuple[Path, dict]:
+        work = workflows.copy_run(smoke_run, tmp_path_factory.mktemp("dvc-project") / "work")
+        shutil.copy(work / "study.yaml", work / "params.yaml")
+        workflows.init_dvc(work)
+        made = Engine("dvc", work).run()
+        workflows.commit_baseline(work, "engine.log", "study.yaml", ".snakemake/")
+        return work, made
+
     def sequence(edits: list, again: bool) -> dict:
-        """The edits on copies of the cold runs; first a second run of each copy if `again` (the first sequence)."""
+        """The edits on copies of the cold run and of the DVC project; first a second run of each copy if `again`."""
         def runs(engine: Engine) -> list[dict]:
             return ([engine.run()] if again else []) + [engine.apply(change) for _, change, *_ in edits]
 
         snakemake = Engine("snakemake", workflows.copy_run(smoke_run, tmp_path_factory.mktemp("snakemake") / "work"))
         snakemake_runs = runs(snakemake)
-        dvc = Engine("dvc", workflows.copy_run(await_dvc_run(), tmp_path_factory.mktemp("dvc") / "work"))
+        dvc = Engine("dvc", workflows.copy_run(project.result()[0], tmp_path_factory.mktemp("dvc") / "work"))
         dvc.share_cache(snakemake)
         return {"snakemake": snakemake, "dvc": dvc, "runs": {"snakemake": snakemake_runs, "dvc": runs(dvc)}}
 
-    with ThreadPoolExecutor(len(SEQUENCES)) as pool:
+    with ThreadPoolExecutor(len(SEQUENCES) + 1) as pool:
+        project = pool.submit(dvc_project)
         sequences = list(pool.map(sequence, SEQUENCES, [True] + [False] * (len(SEQUENCES) - 1)))
     dvc_run = await_dvc_run()
     return {name: {"engine": sequences[-1][name], "cold": cold(run), "again": sequences[0]["runs"][name][0],
                    "edits": [r for i, done in enumerate(sequences) for r in done["runs"][name][i == 0:]],
                    "metrics_cold": (run / "results/smoke/metrics.csv").read_bytes(), "cold_run": run}
-            for name, run in (("snakemake", smoke_run), ("dvc", dvc_run))}
+            for name, run in (("snakemake", smoke_run), ("dvc", dvc_run))} | {"dvc_project": project.result()[1]}
 
 
 def test_each_engine_runs_every_node_once(engines, smoke_params):
@@ -197,6 +210,7 @@ def test_each_engine_runs_every_node_once(engines, smoke_params):
     for name in ("snakemake", "dvc"):
         assert engines[name]["cold"]["nodes"] == expected, name
         assert engines[name]["cold"]["sampled"] == engines[name]["cold"]["scored"] == {c.id for c in expand(smoke_params)}
+        assert engines[name]["cold"]["reported"], name
 
 
 def test_a_second_run_computes_nothing(engines):
@@ -213,9 +227,13 @@ def test_an_edit_computes_exactly_its_cells_on_both_engines(engines, index):
     run = engines["snakemake"]["edits"][index]
     assert run["sampled"] == sampled, f"snakemake, {what}: sampled"
     assert run["scored"] == scored, f"snakemake, {what}: scored"
-    # DVC, after Snakemake on the same cell cache: the same nodes, and every cell they need already computed.
-    assert engines["dvc"]["edits"][index]["sampled"] == engines["dvc"]["edits"][index]["scored"] == set(), what
-    assert engines["snakemake"]["edits"][index]["nodes"] == engines["dvc"]["edits"][index]["nodes"], what
+    # Every edit but "nothing" changes the report's tables or parameters: Snakemake draws it again.
+    assert run["reported"] == (what != "change nothing"), f"snakemake, {what}: report"
+    # DVC, after Snakemake on the same cell cache: the same nodes, and every cell they need already computed, the
+    # report (made from equal tables and parameters) included.
+    dvc = engines["dvc"]["edits"][index]
+    assert dvc["sampled"] == dvc["scored"] == set() and not dvc["reported"], what
+    assert engines["snakemake"]["edits"][index]["nodes"] == dvc["nodes"], what
     if what.startswith("change a report option"):
         assert engines["dvc"]["edits"][index]["nodes"] == {"report"}
     if what == "change nothing":
@@ -234,12 +252,10 @@ def test_both_engines_write_the_same_bytes(engines, smoke_params):
             assert png.read_bytes() == (second / Paths.of(smoke_params).samples(cell) / "images" / png.name).read_bytes()
 
 
-def test_snakemake_then_dvc_on_one_checkout_computes_no_cell(engines, repo):
-    engine = engines["snakemake"]["engine"]
-    shutil.copy(engine.study, engine.work / "params.yaml")
-    workflows.init_dvc(engine.work)
-    result = Engine("dvc", engine.work).run()
-    assert result["sampled"] == result["scored"] == set()
+def test_snakemake_then_dvc_on_one_checkout_computes_no_cell(engines, smoke_params):
+    made = engines["dvc_project"]  # DVC's first `dvc repro` on Snakemake's cold run
+    assert made["nodes"] == {n.name for n in nodes(smoke_params, Paths.of(smoke_params))}
+    assert made["sampled"] == made["scored"] == set() and not made["reported"]
 
 
 def test_results_made_with_other_parameters_are_not_taken_as_current(engines, repo):

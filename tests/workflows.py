@@ -41,6 +41,13 @@ def init_dvc(work: Path) -> None:
     run([BIN / "diffscale", "dvc-yaml"], work)
 
 
+def commit_baseline(work: Path, *untracked: str) -> None:
+    """Commit a DVC project's state as its baseline (what experiments start from), leaving `untracked` out."""
+    (work / ".git" / "info" / "exclude").write_text("".join(f"{name}\n" for name in untracked))
+    run(["git", "add", "-A"], work)
+    run(["git", "commit", "-qm", "baseline"], work)
+
+
 def copy_run(source: Path, destination: Path) -> Path:
     """A copy of a finished run to change (`cp -a`: times, and the cell cache's hard links, are kept)."""
     run(["cp", "-a", source, destination], source.parent)
@@ -61,6 +68,8 @@ def seed_artifacts(source: Path, work: Path, keep=lambda name: True, cells=lambd
     unchanged restores its cells (a block's scoring reference counts as a cell named by the block)."""
     names = []
     for entry in computed(source):
+        if entry["kind"] == "report":
+            continue  # never seeded: the runs that seed make their own
         kind = "artifacts" if entry["kind"] == "artifact" else "samples" if entry["kind"] == "samples" else "scores"
         if (keep if kind == "artifacts" else cells)(entry["cell"]):
             relative = Path("results/.cache") / kind / entry["key"][:2] / entry["key"]
