@@ -132,16 +132,23 @@ class ArtifactCache(CellCache):
     an engine that finds no record of its own (DVC after Snakemake, or the other way round) trains nothing
     again."""
 
-    def restore(self, key: str, final: Path) -> bool:
-        """Put the cached artifact of `key` at `final` (atomically); False if there is none (or it is corrupt)."""
-        entry = self._entry("artifacts", key)
+    def _intact(self, kind: str, key: str, what: str) -> Path | None:
+        """The entry of `key`, if there is one and it matches its manifest (a corrupt one is removed)."""
+        entry = self._entry(kind, key)
         if not entry.exists():
-            return False
+            return None
         try:
             verify(entry)
         except IntegrityError as error:
-            log.warning("cached artifact %s is corrupt (%s); building it again", final, error)
+            log.warning("cached %s is corrupt (%s); making it again", what, error)
             shutil.rmtree(entry, ignore_errors=True)
+            return None
+        return entry
+
+    def restore(self, key: str, final: Path) -> bool:
+        """Put the cached artifact of `key` at `final` (atomically); False if there is none (or it is corrupt)."""
+        entry = self._intact("artifacts", key, f"artifact {final}")
+        if entry is None:
             return False
         with atomic_directory(final, manifest=False) as staging:
             link_tree(entry, staging)
@@ -157,14 +164,8 @@ class ArtifactCache(CellCache):
     def restore_outputs(self, key: str, outputs: dict[str, Path]) -> bool:
         """Put a node's cached outputs of `key` (role -> folder or text file) in place, each atomically; False if
         there are none (or they are corrupt)."""
-        entry = self._entry("outputs", key)
-        if not entry.exists():
-            return False
-        try:
-            verify(entry)
-        except IntegrityError as error:
-            log.warning("cached outputs %s are corrupt (%s); making them again", sorted(map(str, outputs.values())), error)
-            shutil.rmtree(entry, ignore_errors=True)
+        entry = self._intact("outputs", key, f"output {sorted(map(str, outputs.values()))}")
+        if entry is None:
             return False
         for role, final in outputs.items():
             if (entry / role).is_dir():
