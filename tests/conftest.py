@@ -14,6 +14,7 @@ starts a study by accident.
 
 from __future__ import annotations
 
+import collections
 import os
 import shutil
 import threading
@@ -27,6 +28,7 @@ import workflows
 
 REPO = Path(__file__).resolve().parents[1]
 ENGINE_FIXTURES = {"smoke_run", "dvc_run", "await_dvc_run"}
+FIRST_MODULES = ["test_engines.py", "test_slurm.py", "test_resume.py"]  # the longest work after the cold runs
 
 
 def pytest_xdist_auto_num_workers(config):
@@ -41,6 +43,12 @@ def pytest_collection_modifyitems(config, items):
     if unmarked:
         raise pytest.UsageError("these tests start a real engine run but are not marked `engine` "
                                 f"(add `pytestmark = pytest.mark.engine`): {unmarked}")
+    # The order pytest-xdist hands modules to workers in (`--no-loadscope-reorder`): the modules that start from the
+    # cold runs first, longest first, so each of their workers begins as soon as the cold runs end, not after
+    # a fast-tier module; then the rest, largest first (what xdist's own reordering does).
+    sizes = collections.Counter(item.path for item in items)
+    items.sort(key=lambda item: (item.path.name not in FIRST_MODULES, FIRST_MODULES.index(item.path.name)
+                                 if item.path.name in FIRST_MODULES else -sizes[item.path]))
 
 
 def shared(tmp_path_factory, name: str, build) -> Path:
