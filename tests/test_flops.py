@@ -39,10 +39,15 @@ def test_flops_grow_with_width(tiny_unet):
 
 
 def test_the_recorded_architecture_costs_are_what_the_meta_device_counts():
-    """Estimates read `architectures.json` (no torch while building the DAG); counting again must agree."""
-    from diffscale.models.architectures import counted, measure_architectures
+    """Estimates read `architectures.json` (no torch while building the DAG). It records what counted it: today's
+    code and libraries must be those (a changed config, counter, torch or diffusers), and counting one architecture
+    again must give its row."""
+    from diffscale.models.architectures import counted, counted_with, measure_architectures, recorded
 
-    assert measure_architectures() == counted(), "architectures.json is stale: python -m diffscale.models.architectures --write"
+    stale = "architectures.json is stale: python -m diffscale.models.architectures --write"
+    assert recorded()["counted_with"] == counted_with(), stale
+    tiny = "BK-SDM-Tiny (= Segmind tiny-sd)"
+    assert measure_architectures({tiny}) == [row for row in counted() if row["model"] == tiny], stale
 
 
 def test_the_text_to_image_transformers_cost_what_their_blocks_compute_by_hand():

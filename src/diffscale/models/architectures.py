@@ -4,7 +4,9 @@ No weights are needed (none can be downloaded here): each backbone is built from
 `torch.device("meta")` and one single-sample pass is counted by `backbone_gflops_per_nfe`.
 `python -m diffscale.models.architectures` prints the table; `--write` records it in
 `architectures.json`, which cost estimates read (building the DAG, e.g. a Slurm job's runtime, must not
-load torch); a test counts again and compares.
+load torch), with what counted it: the code version of this module (its configs, the counter and the families'
+calls) and the versions of torch and diffusers. A test checks that these are today's and counts one
+architecture again.
 
 Sources of the configs (the published `unet/config.json` / `transformer/config.json` of each model):
 
@@ -45,6 +47,8 @@ import sys
 from importlib import resources
 from typing import NamedTuple
 
+from diffscale.cache import library_versions
+from diffscale.codeversion import code_version
 from diffscale.lazy import lazy_import
 
 diffusers = lazy_import("diffusers")
@@ -203,9 +207,19 @@ def measure_architectures(names: set[str] | None = None) -> list[dict]:
     return rows
 
 
+def counted_with() -> dict:
+    """What decides the table: the code that builds and counts the backbones, and the libraries that run it."""
+    return {"code": code_version("diffscale.models.architectures"), "libraries": library_versions("torch", "diffusers")}
+
+
+def recorded() -> dict:
+    """`architectures.json` as last written (`--write`): `counted_with` and the table, read without torch."""
+    return json.loads(resources.files("diffscale").joinpath(COUNTED).read_text())
+
+
 def counted() -> list[dict]:
     """The table as last counted (`--write`), read without torch."""
-    return json.loads(resources.files("diffscale").joinpath(COUNTED).read_text())
+    return recorded()["architectures"]
 
 
 def markdown_table(rows: list[dict]) -> str:
@@ -221,5 +235,5 @@ if __name__ == "__main__":
     print(markdown_table(table))
     if "--write" in sys.argv[1:]:
         target = resources.files("diffscale").joinpath(COUNTED)
-        target.write_text(json.dumps(table, indent=1) + "\n")
+        target.write_text(json.dumps({"counted_with": counted_with(), "architectures": table}, indent=1) + "\n")
         print(f"wrote {target}")
