@@ -47,8 +47,12 @@ def pytest_collection_modifyitems(config, items):
     # cold runs first, longest first, so each of their workers begins as soon as the cold runs end, not after
     # a fast-tier module; then the rest, largest first (what xdist's own reordering does).
     sizes = collections.Counter(item.path for item in items)
-    items.sort(key=lambda item: (item.path.name not in FIRST_MODULES, FIRST_MODULES.index(item.path.name)
-                                 if item.path.name in FIRST_MODULES else -sizes[item.path]))
+
+    def rank(item) -> tuple[int, int]:
+        name = item.path.name
+        return (FIRST_MODULES.index(name), 0) if name in FIRST_MODULES else (len(FIRST_MODULES), -sizes[item.path])
+
+    items.sort(key=rank)  # stable: a module's tests stay together and in order
 
 
 def shared(tmp_path_factory, name: str, build) -> Path:
