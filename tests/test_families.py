@@ -22,6 +22,7 @@ from diffusers import (
     FlowMatchEulerDiscreteScheduler,
     FluxPipeline,
     FluxTransformer2DModel,
+    PNDMScheduler,
     PixArtSigmaPipeline,
     PixArtTransformer2DModel,
     SD3Transformer2DModel,
@@ -47,6 +48,7 @@ from diffscale.models.families import family_of, guidance_inputs
 from diffscale.models.flops import backbone_gflops_per_nfe
 from diffscale.models.zoo import load_pipeline
 from diffscale.sampling.loop import CountingDenoiser, denoise, take
+from diffscale.sampling.samplers import make_scheduler
 from diffscale.search import ALGORITHMS, SearchProblem
 from diffscale.toyworld.denoiser import SD_SCHEDULE
 from diffscale.toyworld.text import fit_tokenizer
@@ -54,6 +56,10 @@ from diffscale.toyworld.text import fit_tokenizer
 CAPTIONS = ["a red cube", "a blue ball", "two green cones on the left"]
 ID2LABEL = {0: "tabby, tabby cat", 1: "white shark", 2: "umbrella"}
 # The published schedulers of FLUX.1-dev (resolution-dependent shift) and SD3 (static shift 3).
+# The scheduler config Stable Diffusion 1.5 ships (scheduler/scheduler_config.json): PNDM, no `timestep_spacing`.
+SD15_SHIPPED_SCHEDULE = dict(beta_end=0.012, beta_schedule="scaled_linear", beta_start=0.00085, num_train_timesteps=1000,
+                             set_alpha_to_one=False, skip_prk_steps=True, steps_offset=1, trained_betas=None,
+                             clip_sample=False)
 FLUX_DEV_SCHEDULE = dict(base_image_seq_len=256, base_shift=0.5, max_image_seq_len=4096, max_shift=1.15,
                          num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=True)
 SD3_SCHEDULE = dict(num_train_timesteps=1000, shift=3.0)
@@ -297,6 +303,27 @@ def test_family_loop_reproduces_the_pipeline(pipelines, name):
         theirs = pipeline([p["prompt"] for p in prompts(name)], num_inference_steps=steps, guidance_scale=guidance,
                           height=16, width=16, latents=noise, output_type="pt", **PIPELINE_CALLS[name]).images
     torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("sampler, scheduler", [("ddim", DDIMScheduler), ("dpmsolver++", DPMSolverMultistepScheduler)])
+def test_sd15_shipped_schedule_samples_as_its_pipeline(pipelines, sampler, scheduler):
+    """A sampler places its timesteps as the model's config says: with SD 1.5's shipped config (no spacing key, so
+    each scheduler's default, leading for DDIM), the loop gives the images of `StableDiffusionPipeline` with that
+    scheduler `from_config`, the way its users swap schedulers."""
+    pipeline = StableDiffusionPipeline(**pipelines["sd"].components | {"scheduler": PNDMScheduler.from_config(SD15_SHIPPED_SCHEDULE)})
+    family, steps, guidance = family_of(pipeline), 4, 5.0
+    noise = torch.randn(2, *family.latent_shape(pipeline), generator=torch.Generator().manual_seed(2))
+    ours = make_scheduler(sampler, pipeline.scheduler.config)
+    with torch.no_grad():
+        cond, uncond = family.encode(pipeline, prompts("sd"), torch.device("cpu"))
+        latents = denoise(CountingDenoiser(family.backbone(pipeline)), ours, noise, cond, uncond, guidance, steps).latents
+        pipeline.scheduler = scheduler.from_config(pipeline.scheduler.config)
+        theirs = pipeline([p["prompt"] for p in prompts("sd")], num_inference_steps=steps, guidance_scale=guidance,
+                          height=16, width=16, latents=noise.clone(), output_type="pt").images
+    assert ours.timesteps.tolist() == pipeline.scheduler.timesteps.tolist()
+    if sampler == "ddim":
+        assert ours.timesteps.tolist() == [751, 501, 251, 1]  # leading, offset 1: SD's own DDIM schedule
+    torch.testing.assert_close(family.decode(pipeline, latents), theirs, rtol=0, atol=1e-5)
 
 
 def test_flux_schedule_and_guidance_follow_the_pipeline(pipelines):

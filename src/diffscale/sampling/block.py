@@ -28,8 +28,8 @@ from diffscale.codeversion import code_version
 from diffscale.estimate import embedded_guidance, evaluations_per_step, nfe_per_image
 from diffscale.lazy import lazy_import
 from diffscale.manifest import SAMPLING_LEDGER, content_hash, file_hash, verify
-from diffscale.sampling.loop import CountingDenoiser, denoise, initial_noise, take
-from diffscale.sampling.samplers import SAMPLERS, make_scheduler
+from diffscale.sampling.loop import CountingDenoiser, denoise, initial_noise, set_schedule, take
+from diffscale.sampling.samplers import SAMPLERS, make_scheduler, refuse_blind_start
 from diffscale.search import ALGORITHMS, SearchProblem
 from diffscale.seeds import derive_seed
 from diffscale.verifiers import study_verifiers
@@ -108,6 +108,13 @@ class BlockSampler:
         first = take(self.batches[0][1], torch.tensor([0]))
         self.gflops_per_nfe = flops.backbone_gflops_per_nfe(self.family.backbone(self.pipeline), self.shape,
                                                       self.guided(first, first, 1.0)[0], meta=True, call=self.family.call)
+
+    def refuse_blind_starts(self, cells: list[Cell]) -> None:
+        """Check every cell's schedule before the block samples any (`samplers.refuse_blind_start`)."""
+        for cell in cells:
+            scheduler = make_scheduler(cell.sampler, self.pipeline.scheduler.config)
+            set_schedule(scheduler, cell.steps, "cpu", self.schedule_options(cell))
+            refuse_blind_start(scheduler, cell.sampler, cell.steps)
 
     def guided(self, cond, uncond, guidance: float):
         """The conditioning and the loop's CFG scale for `guidance` (embedded in the inputs of a distilled model)."""
@@ -286,6 +293,7 @@ def sample_block(params: dict, block: Block, cells: list[Cell], paths: Paths, pr
     def compute(out: Path, cell: Cell) -> None:
         if not loaded:
             loaded.append(BlockSampler(params, block, paths))
+            loaded[0].refuse_blind_starts([c for c in cells if not cache.has_samples(keys[c])])
         loaded[0].sample(cell, out, max(missing, 1), progress)
 
     computed = 0

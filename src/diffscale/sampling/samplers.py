@@ -15,6 +15,7 @@ consistency sampler (`lcm`) reads it as one, which validation checks where the s
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -103,26 +104,51 @@ def make_scheduler(name: str, training_config: dict):
     return SAMPLERS[name].make(training_config)
 
 
-register_sampler(Sampler("ddim", "DDIMScheduler", "DDIM (eta=0), Song et al. 2021", {"timestep_spacing": "leading"},
-                         resumable=True))
-register_sampler(Sampler("ddpm", "DDPMScheduler", "ancestral DDPM, Ho et al. 2020", {"timestep_spacing": "leading"},
-                         stochastic=True, resumable=True))
+def with_spacing(sampler: Sampler, spacing: str) -> Sampler:
+    """`sampler` with its timesteps placed by `spacing` whatever the model's config says: `<name>-<spacing>`."""
+    return dataclasses.replace(sampler, name=f"{sampler.name}-{spacing}", description=f"{sampler.description}, {spacing} timesteps",
+                               settings=sampler.settings | {"timestep_spacing": spacing})
+
+
+def refuse_blind_start(scheduler, sampler: str, steps: int) -> None:
+    """Refuse a schedule (set for `steps`) whose first evaluation is in the lower half of the training timesteps.
+
+    A trajectory starts from pure noise, but the denoiser reads its input at the step's timestep: a first step at
+    t = 1 (leading spacing at one step) asks it to clean an image it believes almost clean, and it returns the
+    noise coloured. Flow schedules start at sigma = 1 by construction.
+    """
+    if scheduler_kind(scheduler) != "diffusion":
+        return
+    first, horizon = float(scheduler.timesteps[0]), scheduler.config.num_train_timesteps
+    if first < horizon / 2:
+        spacing = scheduler.config.get("timestep_spacing", "(the scheduler's default)")
+        raise ValueError(
+            f"sampler {sampler!r} at {steps} step(s) starts from pure noise but first evaluates the denoiser at "
+            f"t = {first:g} of {horizon} ({spacing} spacing: timesteps {[round(float(t)) for t in scheduler.timesteps]}); "
+            f"use a trailing sampler (first step at t = {horizon - 1}: {sorted(n for n in SAMPLERS if n.endswith('-trailing'))}) "
+            "or more steps")
+
+
+# The diffusion samplers place their timesteps as the model's scheduler config says (`timestep_spacing`; a config
+# without it gets the scheduler class's default: leading for DDIM and DDPM, linspace for the others, as diffusers'
+# pipelines do). A `-leading` / `-trailing` variant declares the spacing instead (`with_spacing`).
+register_sampler(Sampler("ddim", "DDIMScheduler", "DDIM (eta=0), Song et al. 2021", resumable=True))
+register_sampler(Sampler("ddpm", "DDPMScheduler", "ancestral DDPM, Ho et al. 2020", stochastic=True, resumable=True))
 register_sampler(Sampler("dpmsolver++", "DPMSolverMultistepScheduler", "DPM-Solver++(2M), Lu et al. 2022",
-                         {"algorithm_type": "dpmsolver++", "solver_order": 2, "timestep_spacing": "linspace"}))
-register_sampler(Sampler("euler", "EulerDiscreteScheduler", "Euler, Karras et al. 2022", {"timestep_spacing": "linspace"}))
+                         {"algorithm_type": "dpmsolver++", "solver_order": 2}))
+register_sampler(Sampler("euler", "EulerDiscreteScheduler", "Euler, Karras et al. 2022"))
 # Heun evaluates twice per step, except on the last step, which is a plain Euler step to sigma = 0.
 register_sampler(Sampler("heun", "HeunDiscreteScheduler", "Heun 2nd order (2 NFEs per step but the last)",
-                         {"timestep_spacing": "linspace"}, evaluations=lambda steps: 2 * steps - 1))
-register_sampler(Sampler("euler-ancestral", "EulerAncestralDiscreteScheduler", "Euler ancestral",
-                         {"timestep_spacing": "linspace"}, stochastic=True))
-# Few-step distilled models ship with trailing timesteps (the first step at t = T-1, pure noise; linspace would put
-# a one-step schedule at t = 0): SD-Turbo with Euler, SDXL-Turbo with Euler ancestral (their scheduler configs).
-register_sampler(Sampler("euler-trailing", "EulerDiscreteScheduler", "Euler, trailing timesteps (SD-Turbo)",
-                         {"timestep_spacing": "trailing"}))
-register_sampler(Sampler("euler-ancestral-trailing", "EulerAncestralDiscreteScheduler",
-                         "Euler ancestral, trailing timesteps (SDXL-Turbo)", {"timestep_spacing": "trailing"},
-                         stochastic=True))
-register_sampler(Sampler("unipc", "UniPCMultistepScheduler", "UniPC, Zhao et al. 2023", {"timestep_spacing": "linspace"}))
+                         evaluations=lambda steps: 2 * steps - 1))
+register_sampler(Sampler("euler-ancestral", "EulerAncestralDiscreteScheduler", "Euler ancestral", stochastic=True))
+register_sampler(Sampler("unipc", "UniPCMultistepScheduler", "UniPC, Zhao et al. 2023"))
+# Leading spacing (Stable Diffusion's DDIM and DDPM) puts a few-step schedule's first step far below t = T - 1;
+# trailing starts at T - 1, where the sampler's pure noise is (Lin et al. 2024, who prescribe it with zero terminal
+# SNR). Few-step distilled models ship trailing: SD-Turbo with Euler, SDXL-Turbo with Euler ancestral.
+for _base in ("ddim", "ddpm"):
+    register_sampler(with_spacing(SAMPLERS[_base], "leading"))
+for _base in ("ddim", "ddpm", "euler", "euler-ancestral"):
+    register_sampler(with_spacing(SAMPLERS[_base], "trailing"))
 
 # Flow matching: the model's own shift / dynamic shifting come with its config (FLUX passes `mu` through
 # `set_schedule`). An Euler step reads only sigma_i, sigma_i+1 and x_t, so a trajectory resumes anywhere.
