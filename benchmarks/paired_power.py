@@ -62,8 +62,8 @@ def per_image_data(params: dict, paths: Paths, prompt_set: str, out: Path) -> li
             images = CellImages(scoring, paths.samples(cell), labels, 0, 1, 0.95)
             judged = compositional.per_image(scoring.judge, images.pixels, images.labels)
             oracle = compositional.per_image(scoring.oracle, images.pixels, images.labels)
-            values = {"compositional_accuracy": judged["compositional_accuracy"],
-                      "oracle_confidence": oracle["oracle_confidence"]}
+            values = {"compositional_accuracy": judged["correct"], "caption_probability": judged["probability"],
+                      "oracle_confidence": oracle["probability"]}
             paired.PerImage(images.keys, images.features, values).save(target)
     return folders
 

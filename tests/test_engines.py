@@ -299,7 +299,9 @@ def test_dvc_exp_show_carries_the_headline_metrics(engines):
     assert set(metrics) == {"toy-captions", "toy-pairs"}
     fid = metrics["toy-captions"]["fid_at_ddim_4_steps"]
     assert set(fid) == {"toy-w8", "toy-w16"} and all(v > 0 for v in fid.values())
-    assert set(metrics["toy-captions"]["search_gain_fid"]) == {"random", "zero-order", "paths", "fk-steering"}
+    assert set(metrics["toy-captions"]["search_gain_caption_probability"]) == {"random", "zero-order", "paths", "fk-steering"}
+    counted = metrics["toy-captions"]["crossovers"]["caption_probability"]  # the primary metric's crossovers
+    assert counted["crossovers"] == len(metrics["toy-captions"]["crossover_budgets"]) >= counted["beyond_noise"]
     params = rows["longer-clip"]["data"]["params"]["params.yaml"]["data"]
     assert params["toyworld"]["clip"]["steps"] == 25 and params["scoring"]["bootstrap"] == 25
 

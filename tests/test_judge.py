@@ -36,8 +36,8 @@ def test_judge_learns_the_slots(trained, data):
 def test_judge_works_with_the_compositional_metric(trained, data, tmp_path):
     labels = [scenes.parse_caption(c).labels() for c in data[4][:16]]
     scores = per_image(trained, data[2][:16], labels)
-    assert scores["compositional_accuracy"].shape == (16,) and set(np.unique(scores["compositional_accuracy"])) <= {0.0, 1.0}
-    assert ((scores["oracle_confidence"] >= 0) & (scores["oracle_confidence"] <= 1)).all()
+    assert scores["correct"].shape == (16,) and set(np.unique(scores["correct"])) <= {0.0, 1.0}
+    assert ((scores["probability"] >= 0) & (scores["probability"] <= 1)).all()
     judge.save(trained, tmp_path / "judge", {"all_slots": 0.5})
     reloaded = judge.load(tmp_path / "judge")
     pixels = to_unit_range(data[2][:16])

@@ -80,16 +80,22 @@ def test_toy_extractor_runs_through_torch_fidelity(toy_data, trained_oracle):
 
 
 def test_compositional_accuracy_rewards_the_right_prompt(toy_data, trained_oracle):
-    from diffscale.metrics.compositional import per_image
+    from diffscale.metrics.compositional import per_image, prompt_targets
+    from diffscale.toyworld.training import to_unit_range
 
     images, labels, captions = toy_data
     truth = [scenes.parse_caption(c).labels() for c in captions]
     wrong = truth[1:] + truth[:1]
     model = oracle.load(trained_oracle)
     right_scores, wrong_scores = per_image(model, images, truth), per_image(model, images, wrong)
-    assert set(np.unique(right_scores["compositional_accuracy"])) <= {0.0, 1.0}
-    assert right_scores["compositional_accuracy"].mean() > wrong_scores["compositional_accuracy"].mean() + 0.2
-    assert right_scores["oracle_confidence"].mean() > wrong_scores["oracle_confidence"].mean()
+    assert set(np.unique(right_scores["correct"])) <= {0.0, 1.0}
+    assert right_scores["correct"].mean() > wrong_scores["correct"].mean() + 0.2
+    assert right_scores["probability"].mean() > wrong_scores["probability"].mean() + 0.2
+    # The probability is the product of each slot's probability of its asked class: it cannot exceed any slot's.
+    pixels, targets = to_unit_range(images), prompt_targets(truth)
+    slots = model.slot_probabilities(pixels, targets)
+    np.testing.assert_allclose(right_scores["probability"], slots.prod(1).double().numpy(), rtol=1e-6)
+    assert (right_scores["probability"] <= slots.min(1).values.double().numpy() + 1e-7).all()
 
 
 def test_clipscore_runs_through_open_clips_local_dir_loader(toy_data, tmp_path):

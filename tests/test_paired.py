@@ -185,7 +185,7 @@ def test_scoring_writes_per_image_data_that_the_report_pairs(smoke_run):
             assert per_image.features is not None and len(per_image.features) == len(records)
             assert paired.Reference.load(scores.parent / paired.REFERENCE_FILE).held_out is not None
     tables = smoke_run / "reports" / study.name / "tables" / "toy-captions"
-    best = pd.read_csv(tables / "best_per_budget_fid.csv")
+    best = pd.read_csv(tables / "best_per_budget_caption_probability.csv")  # the smoke study's primary metric
     contested = best[best["runner_up_cell"].notna()]
     assert not contested.empty and contested["difference"].notna().all()
     checks = pd.read_csv(tables / "ranking_checks.csv")
@@ -208,6 +208,6 @@ def test_headline_counts_the_crossovers_each_metric_calls(tmp_path, reference):
     comparisons = Comparisons([tmp_path / "block"], RESAMPLES, CONFIDENCE, seed=0)
     numbers = prompt_set_headline(table, 50, "toy-c", comparisons)
     judged = analysis.crossovers(analysis.best_model_per_budget(table, "compositional_accuracy"))
-    assert len(numbers["crossover_budgets"]) == 2 and numbers["crossovers_beyond_noise"] == 0
-    assert numbers["compositional_accuracy_crossovers"] == len(judged) > 0
-    assert numbers["compositional_accuracy_crossovers_beyond_noise"] == len(judged)
+    assert len(numbers["crossover_budgets"]) == 2 and numbers["crossovers"]["fid"] == {"crossovers": 2, "beyond_noise": 0}
+    assert numbers["crossovers"]["compositional_accuracy"] == {"crossovers": len(judged), "beyond_noise": len(judged)}
+    assert len(judged) > 0

@@ -23,9 +23,10 @@ def clip_score(cell) -> dict:
                                         "details": {"backbone": cell.scoring.clip_backbone, "convention": clipscore.CONVENTION}}
 
 
-def judged(name: str, judge: str, who: str):
+def judged(reading: str, judge: str, who: str):
+    """A metric of one reading (`correct` or `probability`, see `compositional.per_image`) by the judge or oracle."""
     def compute(cell) -> dict:
-        values = compositional.per_image(getattr(cell.scoring, judge), cell.pixels, cell.labels)[name]
+        values = compositional.per_image(getattr(cell.scoring, judge), cell.pixels, cell.labels)[reading]
         return cell.mean_with_ci(values) | {"per_image": values, "details": {"judge": who}}
     return compute
 
@@ -34,8 +35,14 @@ register_metric(Metric("clip_score", "CLIPScore", True, clip_score,
                        {"toy-captions": ("toy:clip",), "toy-compositional": ("toy:clip",), "fetched": ("scoring:clip",)},
                        "cosine of the CLIP embeddings of image and prompt"))
 register_metric(Metric("compositional_accuracy", "compositional accuracy", True,
-                       judged("compositional_accuracy", "judge", "toy judge (independent of the oracle)"),
+                       judged("correct", "judge", "toy judge (independent of the oracle)"),
                        {kind: ("toy:judge",) for kind in TOY_PROMPTS}, "share of images whose every slot the judge reads as asked"))
+# The judge's continuous reading: where accuracy counts a slot right or wrong, this keeps how sure the judge is,
+# so a paired difference between two models resolves at a few hundred prompts (benchmarks/README.md).
+register_metric(Metric("caption_probability", "caption probability", True,
+                       judged("probability", "judge", "toy judge (independent of the oracle)"),
+                       {kind: ("toy:judge",) for kind in TOY_PROMPTS},
+                       "the judge's probability of the asked-for scene (product over slots), per image"))
 register_metric(Metric("oracle_confidence", "oracle confidence", True,
-                       judged("oracle_confidence", "oracle", "toy oracle"),
+                       judged("probability", "oracle", "toy oracle"),
                        {kind: ("toy:oracle",) for kind in TOY_PROMPTS}, "the oracle's probability of the asked-for scene"))

@@ -17,8 +17,9 @@ def prompt_targets(labels: list[dict]) -> torch.Tensor:
 
 @torch.no_grad()
 def per_image(classifier: AttributeClassifier, images_nhwc: np.ndarray, labels: list[dict]) -> dict[str, np.ndarray]:
-    """correct: every slot read as asked; confidence: the probability the oracle gives the asked-for scene."""
+    """Per image, as `classifier` reads it: `correct`, every slot read as asked (0/1), and `probability`, the
+    probability it gives the asked-for scene (the product of each slot's probability of its asked class)."""
     pixels, targets = to_unit_range(images_nhwc), prompt_targets(labels)
     correct = (classifier.predict(pixels) == targets).all(1)
-    confidence = classifier.slot_probabilities(pixels, targets).prod(1)
-    return {"compositional_accuracy": correct.double().numpy(), "oracle_confidence": confidence.double().numpy()}
+    probability = classifier.slot_probabilities(pixels, targets).prod(1)
+    return {"correct": correct.double().numpy(), "probability": probability.double().numpy()}

@@ -46,7 +46,8 @@ def headline_metrics(df: pd.DataFrame) -> list[str]:
 
 
 def primary_metric(df: pd.DataFrame) -> str:
-    """The metric that picks the guidance scale and the winners: FID as in Mei et al., else the first present."""
+    """The metric that picks the guidance scale and the winners: the first headline metric present (the toy judge's
+    caption probability, else FID as in Mei et al.), else the first metric."""
     headline = headline_metrics(df)
     return headline[0] if headline else sorted(df["metric"].unique())[0]
 

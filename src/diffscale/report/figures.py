@@ -129,6 +129,46 @@ def quality_vs_cost(df: pd.DataFrame, out_dir: Path, metric: str | None = None) 
 
 
 @style.styled
+def crossover_frontier(df: pd.DataFrame, out_dir: Path, sampler: str, crossings: pd.DataFrame,
+                       metric: str | None = None) -> Path | None:
+    """Size vs budget at a glance (README's figure): one sampler's ladder against Mei et al.'s sampling cost, the
+    best model within each budget (dashed), and each crossover (`crossings`: `analysis.crossovers` of that sampler
+    with paired differences) marked where the new winner takes over: filled when the paired CI of new minus old
+    winner excludes zero, hollow when it is a tie."""
+    require_one_prompt_set(df)
+    metric = metric or primary_metric(df)
+    points = best_guidance(without_search(df), metric)
+    points = points[(points["metric"] == metric) & (points["sampler"] == sampler)]
+    if points["model"].nunique() < 2:
+        return None
+    palette = style.model_palette(points)
+    figure, axes = style.panels(1, 1)
+    ax = axes[0][0]
+    _model_lines(ax, points, "relative_cost", palette)
+    envelope = best_model_per_budget(points, metric)
+    ax.plot(envelope["budget"], envelope["value"], drawstyle="steps-post", color="0.15", linestyle="--", linewidth=1)
+    at_budget = envelope.set_index("budget")["value"]
+    for row in crossings.itertuples():
+        value, colour = at_budget[row.budget], palette[row.to_model]
+        ax.plot(row.budget, value, marker="*", markersize=16, markeredgecolor="0.1", zorder=5,
+                color=colour if row.beyond_noise is True else "white")
+        ax.annotate(f"{row.from_model} to {row.to_model}", (row.budget, value), textcoords="offset points",
+                    xytext=(6, -14), fontsize=8, color="0.2")
+    style.log_x(ax)
+    ax.set(xlabel=style.COST_LABELS["relative_cost"], ylabel=style.metric_axis_label(metric))
+    called = sum(row.beyond_noise is True for row in crossings.itertuples())
+    figure.suptitle(f"{sampler}: best {metric_name(metric)} vs sampling cost; {called} of {len(crossings)} size crossovers "
+                    "beyond noise (paired CI over prompts)")
+    marks = (Line2D([], [], color="0.15", linestyle="--", label="best within budget"),
+             Line2D([], [], color="0.5", marker="*", markersize=12, linestyle="", markeredgecolor="0.1",
+                    label="crossover beyond noise"),
+             Line2D([], [], color="white", marker="*", markersize=12, linestyle="", markeredgecolor="0.1",
+                    label="crossover, a tie"))
+    style.model_legend(figure, points, palette, extra=marks)
+    return style.save(figure, out_dir, f"crossovers_{sampler}")
+
+
+@style.styled
 def guidance_heatmap(df: pd.DataFrame, out_dir: Path, metric: str | None = None) -> Path | None:
     """The best guidance scale per model and step count, one heatmap per sampler that swept guidance."""
     require_one_prompt_set(df)

@@ -1,10 +1,10 @@
 """The study's headline numbers and curves, in the forms DVC shows: `dvc exp show`, `dvc metrics diff` and
 `dvc plots diff` compare them across experiments.
 
-`headline.json` holds, per prompt set, the primary metric of each model at the reference steps (no search),
-the budgets at which the best model changes (Mei et al.'s crossovers; with per-image data, how many of them
-the paired CI calls, by the primary metric and by compositional accuracy where it was scored) and the mean
-relative gain of each search algorithm at its largest budget. `plots/<prompt set>-*.csv` are the curves: the
+`headline.json` holds, per prompt set, each headline metric of each model at the reference steps (no search,
+at the primary metric's best guidance), the budgets at which the best model by the primary metric changes (Mei
+et al.'s crossovers), per metric how many crossovers there are and, with per-image data, how many of them the
+paired CI calls, and the mean relative gain of each search algorithm at its largest budget. `plots/<prompt set>-*.csv` are the curves: the
 best value of each model against its sampling cost, and the joint frontier against GFLOPs per image. Numbers come from the
 same analysis functions as the report page.
 """
@@ -26,13 +26,22 @@ def _finite(value) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else round(float(value), 6)
 
 
-JUDGED = "compositional_accuracy"
-
-
 def crossovers_called(best: pd.DataFrame, comparisons: Comparisons, metric: str) -> int:
     """How many of the crossovers of `best` (a best-model-per-budget table) the paired CI of the difference calls."""
     paired = with_differences(analysis.crossovers(best), comparisons, metric, "to_cell", "from_cell")
     return int(called(paired).sum())
+
+
+def crossover_counts(plain: pd.DataFrame, comparisons: Comparisons | None) -> dict:
+    """Per metric (each choosing its own guidance and winners), how many size crossovers there are and how many
+    of them the paired CI calls: a crossover FID cannot resolve at the study's N may be clear by another metric."""
+    counts = {}
+    for metric in sorted(set(plain["metric"])):
+        best = analysis.best_model_per_budget(plain, metric)
+        counts[metric] = {"crossovers": len(analysis.crossovers(best))}
+        if comparisons is not None:
+            counts[metric]["beyond_noise"] = crossovers_called(best, comparisons, metric)
+    return counts
 
 
 def prompt_set_headline(df: pd.DataFrame, reference_steps: int | None, reference_model: str | None,
@@ -44,7 +53,8 @@ def prompt_set_headline(df: pd.DataFrame, reference_steps: int | None, reference
         steps = reference_steps if reference_steps in set(plain.loc[plain["sampler"] == sampler, "steps"]) \
             else analysis.default_reference_steps(df, sampler)
         table = analysis.table1(df, steps, sampler, reference_model, metric).set_index("model")
-        out[f"{metric}_at_{sampler}_{steps}_steps"] = {model: _finite(v) for model, v in table[metric].items()}
+        for shown in analysis.headline_metrics(plain):  # every headline metric at the primary metric's guidance
+            out[f"{shown}_at_{sampler}_{steps}_steps"] = {model: _finite(v) for model, v in table[shown].items()}
         best = analysis.best_model_per_budget(plain, metric)
         crossings: dict[str, float] = {}
         for row in analysis.crossovers(best).itertuples():
@@ -52,14 +62,8 @@ def prompt_set_headline(df: pd.DataFrame, reference_steps: int | None, reference
             name = name if name not in crossings else f"{name} ({sum(k.startswith(name) for k in crossings) + 1})"
             crossings[name] = _finite(row.budget)
         out["crossover_budgets"] = crossings
-        if comparisons is not None:  # how many of them the paired CI of the difference calls
-            out["crossovers_beyond_noise"] = crossovers_called(best, comparisons, metric)
-            # FID cannot call the toy ladder's crossovers at an affordable prompt count, the judge's per-image
-            # accuracy can at a few hundred (benchmarks/README.md, paired_power.py): count both.
-            if metric != JUDGED and JUDGED in set(plain["metric"]):
-                judged = analysis.best_model_per_budget(plain, JUDGED)
-                out[f"{JUDGED}_crossovers"] = len(analysis.crossovers(judged))
-                out[f"{JUDGED}_crossovers_beyond_noise"] = crossovers_called(judged, comparisons, JUDGED)
+        out["crossovers"] = crossover_counts(plain, comparisons)  # over every sampler's points
+        out[f"crossovers_{sampler}"] = crossover_counts(plain[plain["sampler"] == sampler], comparisons)  # its ladder alone
     if search_analysis.has_search(df):
         gains = search_analysis.verifier_gains(df)
         gains = gains[gains["metric"] == metric].dropna(subset=["relative_gain"])

@@ -17,6 +17,7 @@ from markupsafe import Markup
 from diffscale.atomic import write_text
 from diffscale.report import analysis, figures, readings, search_analysis, search_figures, search_readings
 from diffscale.report.comparisons import Comparisons, called, ranking_checks, ranking_disagreements, with_differences
+from diffscale.report.headline import crossover_counts
 from diffscale.report.metrics import metric_name
 from diffscale.report.paper import PAPER_METRICS
 from diffscale.report.text import config_label, cost_unit, flops, num
@@ -201,6 +202,16 @@ def _cost_section(df: pd.DataFrame, writer: Writer, comparisons: Comparisons | N
     floor = _floor_note(comparisons, best["cell"].iloc[0])
     if floor:
         section.note(floor)
+    sampler = analysis.default_sampler(df)
+    ladder = analysis.best_model_per_budget(analysis.without_search(df[df["sampler"] == sampler]), metric)
+    crossings = with_differences(analysis.crossovers(ladder), comparisons, metric, "to_cell", "from_cell")
+    writer.add_figure(section, figures.crossover_frontier(df, writer.figure_dir, sampler, crossings, metric),
+                      f"{sampler} has fewer than two models.")
+    counts = pd.DataFrame([{"metric": metric_name(m), **c} for m, c in crossover_counts(analysis.without_search(df),
+                                                                                      comparisons).items()])
+    writer.save_table("crossovers_per_metric", counts)
+    section.table("Size crossovers by each metric, each choosing its own guidance and winners: how many, and how many "
+                  "the paired CI of new minus old winner calls (bootstrap over prompts)", counts)
     columns = ["budget", "model", "sampler", "steps", "guidance", "value", "ci_low", "ci_high", "runner_up",
                "runner_up_value"]
     if best["distilled_from"].ne("").any():  # which winners are distilled models, and of which teacher
