@@ -101,3 +101,31 @@ def test_the_schema_offers_exactly_the_objectives_the_trainer_knows():
     from diffscale.toyworld.denoiser import OBJECTIVES
 
     assert build()["$defs"]["model"]["properties"]["objective"]["enum"] == sorted(OBJECTIVES, key=list(OBJECTIVES).index)
+
+
+def test_the_declared_spacing_is_what_the_ladders_samplers_use(tmp_path):
+    """`toyworld.denoiser.timestep_spacing` is saved in the model's scheduler config: `ddim` and `ddpm` place their
+    timesteps by it (trailing: the first step at t = 999, where the sampler's pure noise is), `ddim-leading`
+    overrides it, and a schedule that first evaluates t = 1 from pure noise is refused by name."""
+    import pytest
+    from diffusers import DDIMScheduler
+
+    from diffscale.sampling.samplers import make_scheduler, refuse_blind_start
+    from diffscale.toyworld.denoiser import OBJECTIVES
+
+    for spacing, one_step, two_steps in (("trailing", [999], [999, 499]), ("leading", [1], [501, 1])):
+        config = DDIMScheduler.from_config(OBJECTIVES["v-prediction"].schedule | {"timestep_spacing": spacing}).config
+        for sampler in ("ddim", "ddpm"):
+            scheduler = make_scheduler(sampler, config)
+            scheduler.set_timesteps(2)
+            assert scheduler.timesteps.tolist() == two_steps
+            refuse_blind_start(scheduler, sampler, 2)
+        scheduler = make_scheduler("ddim", config)
+        scheduler.set_timesteps(1)
+        assert scheduler.timesteps.tolist() == one_step
+        if spacing == "leading":
+            with pytest.raises(ValueError, match="sampler 'ddim' at 1 step.*t = 1 of 1000.*ddim-trailing"):
+                refuse_blind_start(scheduler, "ddim", 1)
+        overridden = make_scheduler("ddim-leading", config)
+        overridden.set_timesteps(2)
+        assert overridden.timesteps.tolist() == [501, 1]

@@ -44,7 +44,7 @@ DEFAULTS: dict[str, Any] = {
     },
     "sampling": {"batch_size": 256, "replicates": 1, "jobs": "block"},
     "scoring": {
-        "metrics": ["fid", "kid", "clip_score", "compositional_accuracy", "oracle_confidence"],
+        "metrics": ["fid", "kid", "clip_score", "compositional_accuracy", "caption_probability", "oracle_confidence"],
         "bootstrap": 200,
         "confidence": 0.95,
     },

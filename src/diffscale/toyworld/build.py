@@ -152,7 +152,7 @@ def build_denoiser(params: dict, paths: Paths, model: str) -> None:
         s["uncond_probability"], _seed(params, "denoiser", model), objective,
     )
     with atomic_directory(paths.model(model)) as out:
-        denoiser.save_pipeline(unet, components, out, objective)
+        denoiser.save_pipeline(unet, components, out, objective, s.get("timestep_spacing"))
         (out / "training.json").write_text(json.dumps(report | {"settings": s}, indent=2))
         ledger.write(out)
 

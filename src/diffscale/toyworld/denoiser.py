@@ -1,9 +1,10 @@
 """The toy denoiser ladder: UNet2DConditionModels that differ only in base channel width.
 
 Mei et al. scale Stable Diffusion's UNet by its base width c with channel multipliers [c, 2c, 4c, 4c];
-at 8x8 latents we keep two levels, [c, 2c], with cross-attention at both, a fixed head size of 8
-channels. Every width trains with the same data, steps, batch and learning rate, and is saved as a
-complete Stable Diffusion pipeline folder. Two objectives share that recipe:
+at 8x8 latents we keep two levels, [c, 2c], with cross-attention at both, max(1, c // 8) heads (8 channels
+each where c is a multiple of 8) and 4 normalisation groups, so that any multiple of 4 is a width. Every
+width trains with the same data, steps, batch and learning rate, and is saved as a complete Stable
+Diffusion pipeline folder. Two objectives share that recipe:
 
 - `v-prediction` (the diffusion ladder): SD's scaled-linear betas rescaled to zero terminal SNR, with
   v-prediction (Lin et al. 2024, "Common Diffusion Noise Schedules and Sample Steps are Flawed"). SD's own
@@ -41,6 +42,7 @@ from diffscale.toyworld.text import tokenize
 from diffscale.toyworld.training import to_unit_range, train
 
 HEAD_CHANNELS = 8
+NORM_GROUPS = 4  # so every multiple of 4 is a width (the ladder's 4 and 12 included)
 ENCODING = "encoding the training set once with the frozen autoencoder and text encoder"
 # Stable Diffusion's training schedule (scaled-linear betas, 1000 steps, epsilon prediction).
 SD_SCHEDULE = dict(
@@ -64,8 +66,8 @@ def build(width: int, cross_attention_dim: int, latent_channels: int = 4, sample
         up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
         cross_attention_dim=cross_attention_dim,
         # diffusers' `attention_head_dim` is the number of heads (a historical misnomer).
-        attention_head_dim=(width // HEAD_CHANNELS, 2 * width // HEAD_CHANNELS),
-        norm_num_groups=8,
+        attention_head_dim=(max(1, width // HEAD_CHANNELS), max(1, 2 * width // HEAD_CHANNELS)),
+        norm_num_groups=NORM_GROUPS,
     )
 
 
@@ -154,12 +156,15 @@ def fit(components: dict, images: np.ndarray, captions: list[str], width: int, s
     return unet.eval(), report, ledger
 
 
-def save_pipeline(unet: UNet2DConditionModel, components: dict, out: Path, objective: str = "v-prediction") -> None:
+def save_pipeline(unet: UNet2DConditionModel, components: dict, out: Path, objective: str = "v-prediction",
+                  timestep_spacing: str | None = None) -> None:
     """A standard Stable Diffusion folder: `DiffusionPipeline.from_pretrained(out)` loads it offline.
 
-    Its scheduler says how it was trained (`OBJECTIVES`), which the samplers read.
+    Its scheduler says how it was trained (`OBJECTIVES`), which the samplers read, and, for a diffusion
+    objective, the `timestep_spacing` its samplers use unless they declare one (None: the scheduler's default).
     """
-    scheduler = OBJECTIVES[objective].scheduler.from_config(OBJECTIVES[objective].schedule)
+    spacing = {"timestep_spacing": timestep_spacing} if timestep_spacing and objective == "v-prediction" else {}
+    scheduler = OBJECTIVES[objective].scheduler.from_config(OBJECTIVES[objective].schedule | spacing)
     pipeline = StableDiffusionPipeline(
         vae=components["vae"],
         text_encoder=components["text_encoder"],
