@@ -157,7 +157,7 @@ def crossover_frontier(df: pd.DataFrame, out_dir: Path, sampler: str, crossings:
     style.log_x(ax)
     ax.set(xlabel=style.COST_LABELS["relative_cost"], ylabel=style.metric_axis_label(metric))
     called = sum(row.beyond_noise is True for row in crossings.itertuples())
-    figure.suptitle(f"{sampler}: best {metric_name(metric)} vs sampling cost; {called} of {len(crossings)} size crossovers "
+    figure.suptitle(f"{sampler}: best {metric_name(metric)} vs sampling cost\n{called} of {len(crossings)} size crossovers "
                     "beyond noise (paired CI over prompts)")
     marks = (Line2D([], [], color="0.15", linestyle="--", label="best within budget"),
              Line2D([], [], color="0.5", marker="*", markersize=12, linestyle="", markeredgecolor="0.1",
