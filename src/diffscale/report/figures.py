@@ -7,6 +7,7 @@ a small study renders a shorter report instead of failing. The shared look is `r
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -148,12 +149,14 @@ def crossover_frontier(df: pd.DataFrame, out_dir: Path, sampler: str, crossings:
     envelope = best_model_per_budget(points, metric)
     ax.plot(envelope["budget"], envelope["value"], drawstyle="steps-post", color="0.15", linestyle="--", linewidth=1)
     at_budget = envelope.set_index("budget")["value"]
-    for row in crossings.itertuples():
+    prefix = os.path.commonprefix(list(points["model"].unique()))  # "toy-w": labels name the rungs only
+    for i, row in enumerate(crossings.itertuples()):
         value, colour = at_budget[row.budget], palette[row.to_model]
         ax.plot(row.budget, value, marker="*", markersize=16, markeredgecolor="0.1", zorder=5,
                 color=colour if row.beyond_noise is True else "white")
-        ax.annotate(f"{row.from_model} to {row.to_model}", (row.budget, value), textcoords="offset points",
-                    xytext=(6, -14), fontsize=8, color="0.2")
+        # Neighbouring crossovers alternate below and above their star, so close budgets stay legible.
+        ax.annotate(f"{row.from_model.removeprefix(prefix)}\u2192{row.to_model.removeprefix(prefix)}", (row.budget, value),
+                    textcoords="offset points", xytext=(7, -15 if i % 2 == 0 else 8), fontsize=8, color="0.2")
     style.log_x(ax)
     ax.set(xlabel=style.COST_LABELS["relative_cost"], ylabel=style.metric_axis_label(metric))
     called = sum(row.beyond_noise is True for row in crossings.itertuples())
