@@ -29,7 +29,7 @@ from diffscale.metrics import compositional, fidelity, paired
 from diffscale.models.zoo import load_pipeline
 from diffscale.report import analysis
 from diffscale.sampling.block import image_seed, sample_pixels
-from diffscale.toyworld import judge, oracle
+from diffscale.toyworld import judge
 from diffscale.toyworld.arrays import load_arrays
 
 SPACINGS = ("leading", "trailing")
