@@ -57,15 +57,15 @@ def mean_brightness(cell) -> dict:
 
 @pytest.fixture(scope="module")
 def plugins():
-    register_sampler(Sampler("ddim-trailing", "DDIMScheduler", "DDIM on trailing timesteps",
-                             {"timestep_spacing": "trailing"}, resumable=True))
+    register_sampler(Sampler("ddim-linspace", "DDIMScheduler", "DDIM on linspace timesteps",
+                             {"timestep_spacing": "linspace"}, resumable=True))
     register("brightness")(Brightness)
     register_algorithm(Algorithm("worst-of-n", worst_of_n, "the verifier's least favourite of N candidates",
                                  trajectories=lambda steps, budget, options: float(budget),
                                  options={"pick": {"type": "string", "enum": ["worst", "median"], "default": "worst"}}))
     register_metric(Metric("brightness", "mean brightness", True, mean_brightness, {"toy-captions": ()}))
     yield
-    for registry, name in ((SAMPLERS, "ddim-trailing"), (VERIFIERS, "brightness"), (ALGORITHMS, "worst-of-n"),
+    for registry, name in ((SAMPLERS, "ddim-linspace"), (VERIFIERS, "brightness"), (ALGORITHMS, "worst-of-n"),
                            (METRICS, "brightness")):
         registry.unregister(name)
 
@@ -81,7 +81,7 @@ def plugin_study(repo) -> dict:
     study["search"] = {"worst-of-n": {"pick": "worst"}}
     study["scoring"]["metrics"] = ["fid", "brightness"]
     study["report"] = {}
-    study["grids"] = [{"models": ["toy-w16"], "samplers": ["ddim-trailing"], "steps": [3], "guidance": [3.0],
+    study["grids"] = [{"models": ["toy-w16"], "samplers": ["ddim-linspace"], "steps": [3], "guidance": [3.0],
                        "prompt_sets": ["toy-captions"],
                        "search": {"algorithms": ["worst-of-n"], "verifiers": ["bright"], "budgets": [3]}}]
     return study
@@ -94,13 +94,13 @@ def test_registered_plugins_are_validated_by_their_own_schemas(plugins, repo):
     bad = plugin_study(repo)
     bad["verifiers"]["bright"]["target"] = 2.0
     bad["search"]["worst-of-n"]["pick"] = "best"
-    bad["grids"][0]["samplers"] = ["ddim-leading"]
+    bad["grids"][0]["samplers"] = ["ddim-cosine"]
     with pytest.raises(ParamsError) as error:
         resolve(bad)
     message = str(error.value)
     assert "verifiers.bright.target: 2.0 is greater than the maximum of 1" in message
     assert "search.worst-of-n.pick: 'best' is not allowed; allowed values: ['worst', 'median']" in message
-    assert "'ddim-leading' is not allowed" in message and "ddim-trailing" in message
+    assert "'ddim-cosine' is not allowed" in message and "ddim-linspace" in message
 
 
 def test_a_plugin_cell_runs_through_sampling_scoring_and_the_report(plugins, repo, tmp_path, monkeypatch):
@@ -116,8 +116,8 @@ def test_a_plugin_cell_runs_through_sampling_scoring_and_the_report(plugins, rep
     verb("model", "--name", "toy-w16")
     params = load("study.yaml")
     paths = Paths.of(params)
-    cells = [Cell("toy-w16", "ddim-trailing", 3, 3.0, "toy-captions"),
-             Cell("toy-w16", "ddim-trailing", 3, 3.0, "toy-captions", "worst-of-n", "bright", 3)]
+    cells = [Cell("toy-w16", "ddim-linspace", 3, 3.0, "toy-captions"),
+             Cell("toy-w16", "ddim-linspace", 3, 3.0, "toy-captions", "worst-of-n", "bright", 3)]
     for cell in cells:
         verb("sample", "--block", paths.block_of(cell).id)
         verb("score", "--block", paths.block_of(cell).id)

@@ -183,7 +183,7 @@ def test_ensemble_mean_rank_by_hand():
 
 def test_oracle_verifier_equals_oracle_confidence(verifiers, world):
     labels = [scenes.parse_caption(p).labels() for p in world["prompts"]]
-    metric = per_image(toy_oracle.load(world["root"] / "oracle"), world["uint8"], labels)["oracle_confidence"]
+    metric = per_image(toy_oracle.load(world["root"] / "oracle"), world["uint8"], labels)["probability"]
     # [0, 1] = uint8 / 255 -> * 2 - 1 differs from uint8 / 127.5 - 1 by float rounding only
     np.testing.assert_allclose(_call(verifiers["oracle"], world).numpy(), metric, rtol=1e-5, atol=1e-7)
 

@@ -33,10 +33,11 @@ def crossovers_called(best: pd.DataFrame, comparisons: Comparisons, metric: str)
 
 
 def crossover_counts(plain: pd.DataFrame, comparisons: Comparisons | None) -> dict:
-    """Per metric (each choosing its own guidance and winners), how many size crossovers there are and how many
-    of them the paired CI calls: a crossover FID cannot resolve at the study's N may be clear by another metric."""
+    """Per headline metric (each choosing its own guidance and winners), how many size crossovers there are and how
+    many of them the paired CI calls: a crossover FID cannot resolve at the study's N may be clear by another metric.
+    Headline metrics only: a paired bootstrap of precision or recall recomputes k-NN balls per resample."""
     counts = {}
-    for metric in sorted(set(plain["metric"])):
+    for metric in analysis.headline_metrics(plain):
         best = analysis.best_model_per_budget(plain, metric)
         counts[metric] = {"crossovers": len(analysis.crossovers(best))}
         if comparisons is not None:
