@@ -44,7 +44,8 @@ class FeatureCell(CellImages):
     def __init__(self, features: torch.Tensor, reference: torch.Tensor):
         self.features, self.n, self.seed, self.resamples, self.confidence = features, len(features), 0, 30, 0.9
         self.scoring = SimpleNamespace(toy=True, extractor="test", reference_features=reference, reference_radius=None,
-                                       reference_fid_statistics=fidelity.fid_features_to_statistics(reference))
+                                       reference_fid_statistics=fidelity.fid_features_to_statistics(reference),
+                                       reference_kid_kernel=fidelity.kid_reference_kernel(reference))
 
 
 def test_fidelity_cis_contain_their_estimate():
@@ -114,6 +115,27 @@ def test_clipscore_runs_through_open_clips_local_dir_loader(toy_data, tmp_path):
     assert scores.shape == (6,) and scores.dtype == torch.float32
     assert ((scores >= -1) & (scores <= 1)).all()
     torch.testing.assert_close(scores, scorer.cosine(images, toy_data[2][:6], batch_size=6))
+
+
+def test_resampled_kid_equals_torch_fidelity_on_any_resample():
+    from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, kid_features_to_metric
+
+    from diffscale.metrics.fidelity import KID_KERNEL, ResampledKID, kid_reference_kernel
+
+    def kid(generated, reference, subsets, seed):
+        return kid_features_to_metric(generated, reference, kid_subsets=subsets, kid_subset_size=len(generated),
+                                      rng_seed=seed, verbose=False, **KID_KERNEL)[KEY_METRIC_KID_MEAN]
+
+    generator = torch.Generator().manual_seed(1)
+    reference = torch.randn(300, 16, generator=generator, dtype=torch.float64)
+    generated = 0.7 * torch.randn(80, 16, generator=generator, dtype=torch.float64) + 0.3
+    fast = ResampledKID(generated, reference, 5, seed=3)
+    assert fast(range(80), subsets=20) == pytest.approx(kid(generated, reference, 20, 3), rel=1e-9)
+    resample = np.random.default_rng(0).integers(0, 80, 80)  # with repeats, as the bootstrap draws them
+    assert fast(resample) == pytest.approx(kid(generated[resample], reference, 5, 3), rel=1e-9)
+    shared = ResampledKID(generated, reference, 5, seed=3, reference_kernel=kid_reference_kernel(reference))
+    assert shared(resample) == fast(resample)
+    assert fast(resample) != fast(range(80))  # the resample is what is measured
 
 
 def test_resampled_precision_recall_equals_torch_fidelity_on_the_full_set():

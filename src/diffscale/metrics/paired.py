@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +81,11 @@ class Reference:
                 tensors[name] = getattr(self, name).float().contiguous()
         safetensors_torch.save_file(tensors, str(path), metadata={"feature_space": self.feature_space})
 
+    @cached_property
+    def kid_kernel(self) -> np.ndarray:
+        """KID's reference x reference kernel, computed once for every paired difference against it."""
+        return fidelity.kid_reference_kernel(self.features)
+
     @classmethod
     def load(cls, path: Path) -> Reference:
         t = safetensors_torch.load_file(str(path))
@@ -108,7 +114,7 @@ def statistic(metric: str, cell: PerImage, reference: Reference | None, seed: in
     if metric == "fid":
         return fidelity.ResampledFID(cell.features, reference.statistics)
     if metric == "kid":
-        return lambda idx: fidelity.kid(cell.features[idx], reference.features, 5, seed)
+        return fidelity.ResampledKID(cell.features, reference.features, 5, seed, reference.kid_kernel)
     values = cell.values[metric]
     return lambda idx: float(values[idx].mean())
 

@@ -102,6 +102,10 @@ class PromptSetScoring:
         return fidelity.reference_k_radius(self.reference_features)
 
     @cached_property
+    def reference_kid_kernel(self) -> np.ndarray:
+        return fidelity.kid_reference_kernel(self.reference_features)
+
+    @cached_property
     def reference_fid_statistics(self) -> dict:
         return fidelity.fid_features_to_statistics(self.reference_features)
 
