@@ -57,7 +57,7 @@ def train(params: dict, paths: Paths, args) -> None:
                   "tokenizer": build.transformers.CLIPTokenizer.from_pretrained(paths.component("text_encoder") / "tokenizer"),
                   "text_encoder": build.transformers.CLIPTextModel.from_pretrained(paths.component("text_encoder") / "text_encoder")}
     for width in args.widths:
-        seed = args.seed if args.seed is not None else build._seed(params, "denoiser", f"toy-w{width}")
+        seed = args.seed if args.seed is not None else build._seed(params, "denoiser")
         unet, report, ledger = denoiser.fit(components, images, captions, width, recipe["steps"], recipe["batch_size"],
                                             recipe["lr"], recipe["uncond_probability"], seed)
         denoiser.save_pipeline(unet, components, args.out / args.tag / f"w{width}", "v-prediction",

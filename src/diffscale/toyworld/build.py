@@ -137,7 +137,11 @@ def build_clip(params: dict, paths: Paths) -> None:
 
 
 def build_denoiser(params: dict, paths: Paths, model: str) -> None:
-    """Train one rung of a ladder (diffusion or flow objective) and save it as a full pipeline folder."""
+    """Train one rung of a ladder (diffusion or flow objective) and save it as a full pipeline folder.
+
+    Every rung trains from one seed: the same batches in the same order, the same noise, timesteps and dropped
+    captions, so that rungs differ in their width only (common random numbers, as cells share seeds per prompt).
+    """
     _threads(params)
     s = toy_training(params, "denoiser", model)
     images, _, captions = load_dataset(paths)
@@ -149,7 +153,7 @@ def build_denoiser(params: dict, paths: Paths, model: str) -> None:
     objective = params["models"][model].get("objective", "v-prediction")
     unet, report, ledger = denoiser.fit(
         components, images, captions, params["models"][model]["width"], s["steps"], s["batch_size"], s["lr"],
-        s["uncond_probability"], _seed(params, "denoiser", model), objective,
+        s["uncond_probability"], _seed(params, "denoiser"), objective,
     )
     with atomic_directory(paths.model(model)) as out:
         denoiser.save_pipeline(unet, components, out, objective, s.get("timestep_spacing"))
