@@ -17,9 +17,12 @@ ENV = os.environ | {"PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
 
 
 def timed(cmd: list[str], cwd: Path) -> float:
-    """Wall seconds of a command that must succeed (the benchmark stops with its output if it fails)."""
+    """Wall seconds of a command that must succeed (the benchmark stops with its output if it fails). A checkout
+    `cwd` runs its own `src`: with an editable install the jobs would import the installed tree's code, so an
+    edit there during a benchmark would change what the benchmark's clone computes."""
+    env = ENV | {"PYTHONPATH": str(Path(cwd) / "src")} if (Path(cwd) / "src" / "diffscale").is_dir() else ENV
     started = time.perf_counter()
-    result = subprocess.run(list(map(str, cmd)), cwd=cwd, env=ENV, capture_output=True, text=True)
+    result = subprocess.run(list(map(str, cmd)), cwd=cwd, env=env, capture_output=True, text=True)
     if result.returncode:
         sys.exit(f"{' '.join(map(str, cmd))} failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}")
     return time.perf_counter() - started
