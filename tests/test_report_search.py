@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from diffscale.report import build_report
+from diffscale.report import build_report, readings
 from diffscale.report.search_analysis import (
     budget_effect,
     budget_trend,
@@ -314,3 +314,19 @@ def test_search_report_is_deterministic(report, tmp_path):
     first = {p.relative_to(report.parent): p.read_bytes() for p in sorted(report.parent.rglob("*")) if p.is_file()}
     second = {p.relative_to(again.parent): p.read_bytes() for p in sorted(again.parent.rglob("*")) if p.is_file()}
     assert first == second
+
+
+def test_frontier_reading_claims_only_what_its_prompt_set_and_frontier_show():
+    """A prompt set without search cells is not 'the study'; a frontier without search points that stops
+    improving does not show that more steps or a bigger model 'buy more at every budget'."""
+    def rows(search: str, values: list[float]) -> pd.DataFrame:
+        return pd.DataFrame({"model": ["toy-w4", "toy-w8", "toy-w16"], "params": [1e4, 4e4, 2e5], "sampler": "ddim",
+                             "steps": [2, 4, 8], "guidance": 2.0, "search": search, "search_budget": 0,
+                             "verifier": "none", "value": values, "gflops_per_image": [0.1, 0.5, 2.0]})
+
+    flat = rows("none", [0.30, 0.45, 0.45])
+    text = readings.frontier_reading(flat, flat, "caption_probability", "gflops_per_image")
+    assert "This prompt set has no search cells" in text and "The study has no search cells" not in text
+    with_search_elsewhere = pd.concat([flat, rows("random", [0.1, 0.1, 0.1]).iloc[:1]])
+    text = readings.frontier_reading(with_search_elsewhere, flat, "caption_probability", "gflops_per_image")
+    assert "No search configuration is on it." in text and "buy more" not in text

@@ -209,9 +209,9 @@ def frontier_reading(df: pd.DataFrame, frontier: pd.DataFrame, metric: str, cost
                    f"{config_label(best)}.")
     searches = frontier[frontier["search"] != "none"]
     if (df["search"] == "none").all():
-        search_note = "The study has no search cells."
+        search_note = "This prompt set has no search cells."  # others of the study may have some
     elif searches.empty:
-        search_note = "No search configuration is on it: more steps or a bigger model buy more at every budget."
+        search_note = "No search configuration is on it."  # not "more steps buy more": the frontier may be flat
     else:
         verb = "uses" if len(searches) == 1 else "use"
         search_note = (f"{len(searches)} of its {len(frontier)} points {verb} search, the first at "
