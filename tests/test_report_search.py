@@ -330,3 +330,17 @@ def test_frontier_reading_claims_only_what_its_prompt_set_and_frontier_show():
     with_search_elsewhere = pd.concat([flat, rows("random", [0.1, 0.1, 0.1]).iloc[:1]])
     text = readings.frontier_reading(with_search_elsewhere, flat, "caption_probability", "gflops_per_image")
     assert "No search configuration is on it." in text and "buy more" not in text
+
+
+def test_diversity_reading_does_not_agree_when_recall_rises():
+    """Ma et al. explain oracle search's FID by a loss of diversity: recall rising in most lines, with no fall
+    beyond the CI, must not read as (partial) agreement."""
+    def trend(largest: list[float], beyond: list[bool]) -> pd.DataFrame:
+        n = len(largest)
+        return pd.DataFrame({"metric": "recall", "model": "toy-w8", "search": [f"s{i}" for i in range(n)],
+                             "baseline": 0.5, "largest_value": largest, "beyond_noise": beyond})
+
+    rising = budget_readings(trend([0.6] * 7 + [0.49], [False] * 8))
+    assert "1 of 8 lines" in rising[0] and "agrees" not in rising[0] and "does not show" in rising[0]
+    falling = budget_readings(trend([0.3] * 7 + [0.6], [True] * 7 + [False]))
+    assert "This agrees with" in falling[0]
