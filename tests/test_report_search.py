@@ -344,3 +344,17 @@ def test_diversity_reading_does_not_agree_when_recall_rises():
     assert "1 of 8 lines" in rising[0] and "agrees" not in rising[0] and "does not show" in rising[0]
     falling = budget_readings(trend([0.3] * 7 + [0.6], [True] * 7 + [False]))
     assert "This agrees with" in falling[0]
+
+
+def test_verifier_readings_do_not_call_hacking_what_they_found_none_of():
+    matrix = pd.DataFrame({"oracle_confidence": [0.5, 0.1], "clip_score": [0.01, 0.03],
+                           "compositional_accuracy": [0.3, 0.02]}, index=pd.Index(["oracle", "clip"], name="verifier"))
+    hacking = pd.DataFrame({"verifier": ["oracle", "clip"], "own_metric": ["oracle_confidence", "clip_score"],
+                            "own_gain": [0.5, 0.03], "independent_metric": "compositional_accuracy",
+                            "independent_gain": [0.3, 0.02], "hacked": False, "own_is_column_best": True})
+    text = " ".join(verifier_readings(matrix, hacking))
+    assert "No sign of hacking for oracle" in text and "No sign of hacking for clip" in text
+    assert "verifier hacking" not in text and "here without hacking" in text
+    hacked = hacking.assign(hacked=[False, True], independent_gain=[0.3, -0.02])
+    text = " ".join(verifier_readings(matrix, hacked))
+    assert "Verifier hacking: searching with clip" in text and "here without hacking" not in text

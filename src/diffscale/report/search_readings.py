@@ -96,10 +96,12 @@ def verifier_readings(matrix: pd.DataFrame, hacking: pd.DataFrame) -> list[str]:
         diagonal = hacking["own_is_column_best"]
         named = ", ".join(f"{r.verifier} -> {metric_name(r.own_metric)}" for r in hacking.itertuples(index=False))
         verdict = agreement(diagonal.all(), diagonal.any())
+        # Inflating its own metric most is not hacking when the independent judge rises too (`hacked` above).
         sentences.append(
             f"Each verifier raises its own metric more than any other verifier does in {int(diagonal.sum())} of "
             f"{len(hacking)} cases ({named}): this {verdict} {MA}'s finding that each verifier inflates its own "
-            "metric most (verifier hacking).")
+            "metric most" + ("." if hacking["hacked"].any() else
+                             ", here without hacking: the independent judge moves with it (above)."))
     worse = stacked[stacked["gain"] < 0].sort_values("gain", kind="mergesort")
     if worse.empty:
         sentences.append("No metric gets worse with any verifier at the largest budget.")
