@@ -35,7 +35,7 @@ def kid(cell) -> dict:
     features, reference = cell.features, cell.scoring.reference_features
     # Each resample averages fewer random subsets than the point estimate: the CI is about the images.
     resampled = fidelity.ResampledKID(features, reference, 5, cell.seed, cell.scoring.reference_kid_kernel)
-    value = resampled(range(cell.n), subsets=100)  # torch-fidelity's KID of the cell (`fidelity.kid`)
+    value = resampled(range(cell.n), subsets=100)  # torch-fidelity's KID of the cell, 100 subsets
     return cell.with_ci(value, resampled, center=True) | {
         "details": {"feature_extractor": cell.scoring.extractor, "reference_n": len(reference)}}
 

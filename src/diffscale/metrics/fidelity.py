@@ -145,7 +145,8 @@ class ResampledKID:
         self.k_gr = kernel_poly(generated, reference, **KID_KERNEL)
         self.k_rr = kid_reference_kernel(reference) if reference_kernel is None else reference_kernel
         # The j-th reference subset depends on the seed and the number of images only (the draws before it
-        # have fixed sizes), so every resample of a bootstrap reads the same blocks of k_rr: gathered once.
+        # have fixed sizes), so every resample of a bootstrap reads the same `subsets` blocks of k_rr: gathered
+        # once. The point estimate's further subsets are read once and not kept.
         self.reference_blocks: dict[tuple[int, int], np.ndarray] = {}
 
     def __call__(self, idx, subsets: int | None = None) -> float:
@@ -156,9 +157,12 @@ class ResampledKID:
         for j in range(subsets or self.subsets):
             g = idx[rng.choice(len(idx), size, replace=False)]
             r = rng.choice(self.n_reference, size, replace=False)
-            if (len(idx), j) not in self.reference_blocks:
-                self.reference_blocks[len(idx), j] = self.k_rr[np.ix_(r, r)]
-            mmds.append(mmd2(self.k_gg[np.ix_(g, g)], self.k_gr[np.ix_(g, r)], self.reference_blocks[len(idx), j]))
+            block = self.reference_blocks.get((len(idx), j))
+            if block is None:
+                block = self.k_rr[np.ix_(r, r)]
+                if j < self.subsets:
+                    self.reference_blocks[len(idx), j] = block
+            mmds.append(mmd2(self.k_gg[np.ix_(g, g)], self.k_gr[np.ix_(g, r)], block))
         return float(np.mean(mmds))
 
 

@@ -72,8 +72,8 @@ def train(
     update (distillation moves its EMA target there). Returns the loss curve and the training's ledger."""
     torch.manual_seed(seed)
     parameters = list(parameters)
-    # Fused: one kernel for the update of every tensor (a toy UNet has ~290 small ones): the update took 9.5 of
-    # the 55 ms of a toy-w4 step as torch's per-tensor loop, 2.4 as one kernel (benchmarks/README.md).
+    # Fused: one kernel for the update of every tensor (a toy UNet has ~290 small ones): the update took 8.5 of
+    # the 51.6 ms of a toy-w4 step as torch's default, 2.2 fused (benchmarks/cell_costs.py).
     optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=0.0, fused=True)
     warmup = max(0.05, 2.0 / steps)  # OneCycleLR needs at least one warm-up step
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=warmup)
