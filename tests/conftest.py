@@ -91,7 +91,6 @@ def build_smoke_run(work: Path) -> None:
 
 
 def build_dvc_run(work: Path) -> None:
-    shutil.copy(REPO / "config" / "smoke.yaml", work / "params.yaml")
     workflows.init_dvc(work)
     output = workflows.run([workflows.BIN / "dvc", "repro"], work)
     (work / "engine.log").write_text(output)

@@ -178,8 +178,7 @@ def engines(smoke_run, await_dvc_run, tmp_path_factory):
     by it; on DVC, as experiments)."""
     def dvc_project() -> tuple[Path, dict]:
         work = workflows.copy_run(smoke_run, tmp_path_factory.mktemp("dvc-project") / "work")
-        shutil.copy(work / "study.yaml", work / "params.yaml")
-        workflows.init_dvc(work)
+        workflows.init_dvc(work, work / "study.yaml")
         made = Engine("dvc", work).run()
         workflows.commit_baseline(work, "engine.log", "study.yaml", ".snakemake/")
         return work, made
@@ -295,6 +294,12 @@ def test_dvc_exp_show_carries_the_headline_metrics(engines):
         for exp in [commit] + [e for e in commit.get("experiments") or [] for e in e.get("revs", [])]:
             rows[exp.get("name") or exp["rev"]] = exp
     assert {"more-bootstrap", "longer-clip"} <= set(rows)
+    # The project is a clone of the repository, its .gitignore included: the baseline commit and every
+    # experiment hold their headline metrics, not only the workspace.
+    baseline = [row for row in shown if row["rev"] != "workspace"]
+    assert len(baseline) == 1
+    for row in baseline + [rows["more-bootstrap"], rows["longer-clip"]]:
+        assert row["data"]["metrics"]["results/smoke/headline.json"]["data"]["toy-captions"]
     metrics = rows["longer-clip"]["data"]["metrics"]["results/smoke/headline.json"]["data"]
     assert set(metrics) == {"toy-captions", "toy-pairs"}
     fid = metrics["toy-captions"]["fid_at_ddim_4_steps"]

@@ -145,7 +145,6 @@ def test_snakemake_and_dvc_at_once_leave_a_consistent_tree(repo, smoke_run, tmp_
     them at once); the cells of the two blocks (both toy models' on the captions) are computed, by whichever
     engine gets to each first, as are the tables and the report."""
     shutil.copy(repo / "config" / "smoke.yaml", tmp_path / "study.yaml")
-    shutil.copy(repo / "config" / "smoke.yaml", tmp_path / "params.yaml")
     workflows.init_dvc(tmp_path)
     params = load(tmp_path / "study.yaml")
     raced = {"toy-w8__nosearch__toy-captions", "toy-w16__nosearch__toy-captions"}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -31,13 +32,16 @@ def snakemake(work: Path, study: str | Path, *extra: str) -> list[str]:
             "--cores", "2", "--printshellcmds", *extra]
 
 
-def init_dvc(work: Path) -> None:
-    """`work` (holding params.yaml) as a git repository with DVC and the study's generated dvc.yaml."""
-    run(["git", "init", "-q"], work)
-    (work / ".gitignore").write_text("/results/.cache\n")  # as the repository's own ignores /results/: no result
+def init_dvc(work: Path, study: Path = REPO / "config" / "smoke.yaml") -> None:
+    """`work` as a user's DVC project: a clone of this repository as shipped (its .gitignore, .dvcignore and DVC
+    config; files already in `work` are kept), with `study` as its params.yaml and the dvc.yaml generated for it."""
+    run(["git", "clone", "-q", "--no-checkout", REPO, work / ".clone"], work)
+    (work / ".clone" / ".git").rename(work / ".git")
+    (work / ".clone").rmdir()
+    run(["git", "checkout", "-q", "-f", "HEAD"], work)
+    shutil.copy(study, work / "params.yaml")
     run(["git", "config", "user.email", "ci@example.com"], work)
     run(["git", "config", "user.name", "ci"], work)
-    run([BIN / "dvc", "init", "-q"], work)
     run([BIN / "diffscale", "dvc-yaml"], work)
 
 

@@ -159,8 +159,13 @@ def cmd_dvc_yaml(args) -> None:
 
 
 def cmd_plan(args) -> None:
-    """DVC's `plan` stage: every node's plan under its fixed name (DVC reruns a stage when its plan changes)."""
+    """DVC's `plan` stage: every node's plan under its fixed name (DVC reruns a stage when its plan changes).
+    It runs first, so it stops DVC, before any other stage, when dvc.yaml no longer matches the study."""
+    from diffscale.dvc import stale_dvc_yaml
+
     params = load(args.params)
+    if Path("dvc.yaml").exists() and (reason := stale_dvc_yaml(params, args.params, Path("dvc.yaml"))):
+        raise ParamsError(reason)
     paths = cells_module.Paths.of(params)
     study_nodes = nodes(params, paths)
     for node in study_nodes:
