@@ -12,8 +12,14 @@ import yaml
 
 from diffscale.manifest import MANIFEST
 from diffscale.metrics import fidelity, paired
-from diffscale.report import analysis
-from diffscale.report.comparisons import Comparisons, ranking_checks, ranking_disagreements, with_differences
+from diffscale.report import analysis, readings
+from diffscale.report.comparisons import (
+    Comparisons,
+    kid_inside_floor,
+    ranking_checks,
+    ranking_disagreements,
+    with_differences,
+)
 
 RESAMPLES, CONFIDENCE = 200, 0.95
 
@@ -167,6 +173,21 @@ def test_ranking_checks_name_the_disagreements(tmp_path, reference):
     assert checks["rank_fid_infinity"].tolist() == [3, 2, 1]
     assert (checks["fid_floor"] < checks["fid_infinity"].iloc[0]).all()
     assert ranking_disagreements(checks) == ["by KID: b 2 -> 1, c 1 -> 2"]
+
+
+def test_kid_inside_its_real_data_floor_ranks_nothing():
+    """Every model's KID inside the CI of held-out real images' KID: its ranks are noise, so the check leaves
+    KID out and says why; one model above the floor and KID's disagreement counts again."""
+    checks = pd.DataFrame({"model": ["a", "b", "c"], "params": [1, 2, 3], "fid": [9.0, 4.0, 1.0], "fid_floor": 0.5,
+                           "fid_infinity": [8.0, 3.0, 1.0], "kid": [0.003, 0.001, 0.002], "kid_floor": 0.002,
+                           "kid_floor_ci_high": 0.004, "rank_fid": [3, 2, 1], "rank_kid": [3, 1, 2],
+                           "rank_fid_infinity": [3, 2, 1], "feature_space": "test space"})
+    assert kid_inside_floor(checks) and ranking_disagreements(checks) == []
+    reading = readings.ranking_reading(checks, ranking_disagreements(checks), kid_inside_floor(checks))
+    assert "FID-infinity ranks the models as FID does. KID ranks nothing here" in reading
+    assert "KID and FID-infinity rank" not in reading
+    above = checks.assign(kid=[0.009, 0.001, 0.002])
+    assert not kid_inside_floor(above) and ranking_disagreements(above) == ["by KID: b 2 -> 1, c 1 -> 2"]
 
 
 @pytest.mark.engine  # reads the shared cold run of the smoke study

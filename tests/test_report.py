@@ -133,6 +133,24 @@ def test_crossovers_are_where_the_winner_changes(plain):
     assert changes["to_model"].tolist() == ["toy-b", "toy-c"]
 
 
+def test_the_paper_verdict_needs_a_rival_and_a_paired_win(plain):
+    """At Mei et al.'s headline cost (3) the middle model wins here. "As in the paper" only when the paired CI
+    calls it over the runner-up; a tie (or no paired data) agrees with nothing, nor does a lone affordable model."""
+    best = analysis.best_model_per_budget(plain, "fid")
+    changes = analysis.crossovers(best)
+
+    def verdict(table: pd.DataFrame) -> str:
+        return next(s for s in readings.cost_readings(plain, table, changes, "fid") if s.startswith("At sampling cost 3"))
+
+    assert verdict(best.assign(beyond_noise=True)).endswith("toy-b (0.3M) with 10 steps: a smaller model than the "
+                                                            "largest, as in the paper.")
+    for untested in (best.assign(beyond_noise=False), best.assign(beyond_noise=None)):
+        assert verdict(untested).endswith("ahead of toy-a (0.1M) without a paired difference beyond noise, a tie that "
+                                          "neither agrees nor disagrees with the paper.")
+    alone = best.assign(runner_up=None, beyond_noise=None)
+    assert verdict(alone).endswith("the only model affordable there, which can neither agree nor disagree with the paper.")
+
+
 @pytest.mark.parametrize("metric", ["fid", "compositional_accuracy"])
 def test_joint_frontier_is_monotone_and_non_dominated(metrics, metric):
     frontier = analysis.joint_frontier(metrics, metric)
@@ -144,6 +162,18 @@ def test_joint_frontier_is_monotone_and_non_dominated(metrics, metric):
         cheaper = points[points["gflops_per_image"] <= row.gflops_per_image]
         assert (sign * cheaper["value"] <= sign * row.value).all()
     assert "random" in set(frontier["search"])
+
+
+def test_guidance_trends_are_not_read_from_an_optimum_at_the_grids_edge(metrics):
+    """Here the smallest model's best scale is the lowest tried (1.5) and the largest's mostly the highest (6):
+    9 of DDIM's 15 points sit at an edge, so no trend with steps or size is read; with 3.0 best everywhere but one
+    point, the trends are read and the edge count is said."""
+    edgy = readings.guidance_reading(metrics, analysis.guidance_map(metrics, "ddim"), "ddim")
+    assert "is best at 9 of 15 points: the optimum sits at the grid's edge" in edgy and "Spearman" not in edgy
+    inside = analysis.guidance_map(metrics, "ddim").map(lambda g: 3.0)
+    inside.iloc[0, 0] = 1.5
+    reading = readings.guidance_reading(metrics, inside, "ddim")
+    assert "is best at 1 of 15 points. It" in reading and "Spearman rho" in reading
 
 
 def test_table1_normalises_cost_by_the_reference_model(metrics):

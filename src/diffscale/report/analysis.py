@@ -337,7 +337,7 @@ def quality_vs_training(df: pd.DataFrame, metric: str, budgets: list[float] | No
     selected = best_guidance(known, metric)
     points = selected[(selected["metric"] == metric) & selected[cost].notna()]
     budgets = default_sampling_budgets(known, cost) if budgets is None else budgets
-    columns = ["budget", *_CONFIG_OUT, "training_flops", cost, *_SCORE_OUT]
+    columns = ["budget", *_CONFIG_OUT, "training_flops", cost, *_SCORE_OUT, "cell"]
     rows = [_best_per_model(points, metric, cost, budget).assign(budget=budget) for budget in budgets]
     rows = [frame for frame in rows if not frame.empty]
     if not rows:

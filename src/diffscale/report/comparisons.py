@@ -100,8 +100,8 @@ def ranking_checks(table1: pd.DataFrame, comparisons: Comparisons | None) -> pd.
 
     Needs per-image features of the Table 1 analogue's cells; empty otherwise.
     """
-    columns = ["model", "params", "fid", "fid_floor", "fid_infinity", "kid", "kid_floor", "rank_fid", "rank_kid",
-               "rank_fid_infinity", "feature_space"]
+    columns = ["model", "params", "fid", "fid_floor", "fid_infinity", "kid", "kid_floor", "kid_floor_ci_high",
+               "rank_fid", "rank_kid", "rank_fid_infinity", "feature_space"]
     if comparisons is None or "fid" not in table1 or not all(comparisons.available("fid", c) for c in table1["cell"]):
         return pd.DataFrame(columns=columns)
     rows = []
@@ -112,6 +112,7 @@ def ranking_checks(table1: pd.DataFrame, comparisons: Comparisons | None) -> pd.
                      "fid_floor": fid_floor["value"] if fid_floor else math.nan,
                      "fid_infinity": comparisons.fid_infinity(cell), "kid": getattr(row, "kid", math.nan),
                      "kid_floor": kid_floor["value"] if kid_floor else math.nan,
+                     "kid_floor_ci_high": kid_floor["ci_high"] if kid_floor else math.nan,
                      "feature_space": comparisons.feature_space(cell)})
     out = pd.DataFrame(rows)
     lower_first = {"fid": "rank_fid", "kid": "rank_kid", "fid_infinity": "rank_fid_infinity"}
@@ -122,10 +123,18 @@ def ranking_checks(table1: pd.DataFrame, comparisons: Comparisons | None) -> pd.
     return out[columns]
 
 
+def kid_inside_floor(checks: pd.DataFrame) -> bool:
+    """Every model's KID is within the CI of held-out real images' KID (the floor): KID cannot rank them."""
+    return bool(checks["kid"].notna().all() and (checks["kid"] <= checks["kid_floor_ci_high"]).all())
+
+
 def ranking_disagreements(checks: pd.DataFrame) -> list[str]:
-    """The models whose rank by KID or FID-infinity differs from their rank by FID."""
+    """The models whose rank by KID (unless every KID is inside its floor) or FID-infinity differs from their
+    rank by FID."""
     out = []
-    for other, name in (("rank_kid", "KID"), ("rank_fid_infinity", "FID-infinity")):
+    others = (("rank_fid_infinity", "FID-infinity"),) if kid_inside_floor(checks) else (
+        ("rank_kid", "KID"), ("rank_fid_infinity", "FID-infinity"))
+    for other, name in others:
         moved = checks[checks[other].notna() & (checks[other] != checks["rank_fid"])]
         if not moved.empty:
             out.append(f"by {name}: " + ", ".join(f"{r.model} {int(r.rank_fid)} -> {int(getattr(r, other))}"

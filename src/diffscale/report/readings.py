@@ -105,7 +105,8 @@ def cost_readings(df: pd.DataFrame, best: pd.DataFrame, changes: pd.DataFrame, m
         f"{config_label(last)}."
     ]
     if changes.empty:
-        sentences.append(f"The same model, {labels[first['model']]}, is best at every budget.")
+        sentences.append(f"The same model, {labels[first['model']]}, has the best {name} at every budget (the paired "
+                         f"comparison with the runner-up below says where that is beyond noise).")
     else:
         steps = [f"from {labels[c.from_model]} to {labels[c.to_model]} at sampling cost {num(c.budget)}"
                  for c in changes.itertuples()]
@@ -133,6 +134,11 @@ def cost_readings(df: pd.DataFrame, best: pd.DataFrame, changes: pd.DataFrame, m
         at_headline = best[best["budget"] <= PAPER_HEADLINE_COST].iloc[-1]
         verdict = ("the largest model, unlike the paper" if at_headline["model"] == model_order(df)[-1]
                    else "a smaller model than the largest, as in the paper")
+        if at_headline["runner_up"] is None or pd.isna(at_headline["runner_up"]):
+            verdict = "the only model affordable there, which can neither agree nor disagree with the paper"
+        elif not (pd.notna(at_headline.get("beyond_noise")) and bool(at_headline["beyond_noise"])):
+            verdict = (f"ahead of {labels[at_headline['runner_up']]} without a paired difference beyond noise, a tie "
+                       f"that neither agrees nor disagrees with the paper")
         sentences.append(
             f"At sampling cost {PAPER_HEADLINE_COST:g}, where {PAPER} find their 83M model best, the best model here "
             f"is {labels[at_headline['model']]} with {int(at_headline['steps'])} steps: {verdict}."
@@ -159,11 +165,18 @@ def guidance_reading(df: pd.DataFrame, table: pd.DataFrame, sampler: str) -> str
     cells = table.stack().rename("guidance").reset_index()
     if cells["guidance"].nunique() < 2:
         return None
+    tried = sorted(without_search(df).loc[lambda d: d["sampler"] == sampler, "guidance"].unique())
+    at_edge = int(cells["guidance"].isin([tried[0], tried[-1]]).sum())
+    edge = (f"the lowest or highest scale tried ({num(tried[0])} or {num(tried[-1])}) is best at {at_edge} of "
+            f"{len(cells)} points")
+    if 2 * at_edge > len(cells):
+        return (f"With {sampler}, {edge}: the optimum sits at the grid's edge or beyond it, so how it moves with "
+                f"steps and model size is not read here (a sweep that brackets it would show that).")
     by_steps = rank_correlation(cells["steps"], cells["guidance"])
     by_size = rank_correlation(cells["model"].map(sizes), cells["guidance"])
     return (
         f"With {sampler}, the best guidance ranges from {num(cells['guidance'].min())} to "
-        f"{num(cells['guidance'].max())}. It {trend(by_steps)} with more steps (Spearman rho {num(by_steps)}; "
+        f"{num(cells['guidance'].max())}; {edge}. It {trend(by_steps)} with more steps (Spearman rho {num(by_steps)}; "
         f"in the paper it falls) and {trend(by_size)} with model size (rho {num(by_size)}; in the paper it rises)."
     )
 
@@ -219,38 +232,54 @@ def frontier_reading(df: pd.DataFrame, frontier: pd.DataFrame, metric: str, cost
     return f"{capitalized(name)} against {unit}: {summary} {search_note}"
 
 
-def training_readings(df: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> list[str]:
+def training_readings(df: pd.DataFrame, tables: dict[str, pd.DataFrame], comparisons=None) -> list[str]:
     """Per metric, from `quality_vs_training` tables: the best model within each fixed sampling budget with its
-    training FLOPs, and within which budgets the model trained with the most compute is the best (or tied)."""
+    training FLOPs, and, paired over prompts (`comparisons`), within which budgets the model trained with the most
+    compute is ahead of the best other model beyond noise, tied with it, or behind it. Without per-image data
+    the order is not called."""
     labels = model_labels(df)
     sentences = []
     for metric, table in tables.items():
         if table.empty:
             continue
         most_trained = table.loc[table["training_flops"].idxmax(), "model"]
-        parts, wins, budgets, ties = [], [], 0, 0
+        parts, outcomes, budgets, ties = [], {}, 0, 0
         for budget, frame in table.groupby("budget", sort=True):
             best = frame.loc[frame["model"] == winner(frame, metric)].iloc[0]
             parts.append(f"within {num(budget)}, {labels[best['model']]} ({num(best['value'])}; trained with "
                          f"{flops(best['training_flops'])} FLOPs)")
             budgets += 1
             ties += frame["value"].nunique() == 1 and len(frame) > 1
-            if (frame.loc[frame["model"] == most_trained, "value"] == best["value"]).any():
-                wins.append(budget)
+            mine, others = frame[frame["model"] == most_trained], frame[frame["model"] != most_trained]
+            if not mine.empty and not others.empty:
+                rival = others.loc[others["model"] == winner(others, metric)].iloc[0]
+                outcomes[budget] = _paired_outcome(comparisons, metric, mine.iloc[0]["cell"], rival["cell"])
         if ties == budgets:
             verdict = "every model scores the same within every budget: training compute makes no difference here"
-        elif len(wins) == budgets:
-            verdict = f"the model trained with the most compute, {labels[most_trained]}, is best at every budget"
-        elif not wins:
-            verdict = (f"the model trained with the most compute, {labels[most_trained]}, is best at none of them: "
-                       "less training compute buys more at these sampling budgets")
+        elif not outcomes:
+            verdict = (f"the model trained with the most compute, {labels[most_trained]}, fits no budget beside "
+                       f"another model, so nothing is compared")
+        elif None in outcomes.values():
+            verdict = "without per-image scores the order of the models within a budget is not tested here"
         else:
-            losses = [num(b) for b in table["budget"].unique() if b not in wins]
-            verdict = (f"the model trained with the most compute, {labels[most_trained]}, is best within "
-                       f"{', '.join(num(b) for b in wins)} but not within {', '.join(losses)}")
+            said = [f"{what} within {', '.join(num(b) for b, o in outcomes.items() if o == outcome)}"
+                    for outcome, what in (("ahead", "ahead beyond noise"), ("tie", "tied"), ("behind", "behind beyond noise"))
+                    if outcome in outcomes.values()]
+            verdict = (f"against the best other model within each budget, paired over prompts, the model trained "
+                       f"with the most compute, {labels[most_trained]}, is {'; '.join(said)}")
         sentences.append(f"{capitalized(metric_name(metric))} against training compute at fixed sampling budgets "
                          f"(sampling cost as above): the best model {'; '.join(parts)}. So {verdict}.")
     return sentences
+
+
+def _paired_outcome(comparisons, metric: str, cell: str, rival: str) -> str | None:
+    """'ahead', 'tie' or 'behind' for `cell` against `rival` by the paired CI; None without per-image data."""
+    difference = comparisons.difference(metric, cell, rival) if comparisons is not None else None
+    if difference is None:
+        return None
+    if not difference["beyond_noise"]:
+        return "tie"
+    return "ahead" if (difference["difference"] > 0) == higher_is_better(metric) else "behind"
 
 
 def training_plus_sampling_readings(df: pd.DataFrame, best: pd.DataFrame, metric: str) -> list[str]:
@@ -265,11 +294,16 @@ def training_plus_sampling_readings(df: pd.DataFrame, best: pd.DataFrame, metric
     return sentences
 
 
-def ranking_reading(checks: pd.DataFrame, disagreements: list[str]) -> str:
-    """Whether KID and FID-infinity rank the models as FID does, from `comparisons.ranking_checks`."""
+def ranking_reading(checks: pd.DataFrame, disagreements: list[str], kid_at_floor: bool = False) -> str:
+    """Whether KID and FID-infinity rank the models as FID does, from `comparisons.ranking_checks`; KID is left
+    out when every model's KID is inside its real-data floor (`kid_at_floor`), where its ranks are noise."""
     space = checks["feature_space"].iloc[0]
-    verdict = ("KID and FID-infinity rank the models as FID does" if not disagreements else
+    checked = "FID-infinity ranks" if kid_at_floor else "KID and FID-infinity rank"
+    verdict = (f"{checked} the models as FID does" if not disagreements else
                "the rankings disagree, " + "; ".join(disagreements) + " (rank by FID -> rank by the other)")
+    if kid_at_floor:
+        verdict += (f". KID ranks nothing here: every model's KID is inside the CI of held-out real images' KID "
+                    f"(up to {num(checks['kid_floor_ci_high'].max())}), as real images would score")
     return (f"Ranking checks on the Table 1 cells (features: {space}): {verdict}. FID is biased upward by a "
             f"term that shrinks as N grows and differs between models; KID is unbiased and FID-infinity removes "
             f"the 1/N term, so a disagreement marks a ranking that the sample size, not the models, may decide. "

@@ -161,15 +161,33 @@ def equal_compute_readings(df: pd.DataFrame, comparison: pd.DataFrame) -> list[s
                          f"GFLOPs) vs {labels[biggest]} with {best['big_sampler']} {int(best['big_steps'])} steps, cfg "
                          f"{best['big_guidance']:g} ({num(best['big_value'])} at {num(best['big_cost'])} GFLOPs).")
             beyond = int(((pairs["outcome"] == "wins") & ~pairs["within_noise"].astype(bool)).sum())
+            claim = f"{MA}, who find smaller models with search beating larger ones without search at equal compute"
             if wins.empty:
-                text += (f" This differs from {MA}, who find smaller models with search beating larger ones "
-                         "without search at equal compute.")
+                text += f" This differs from {claim}."
+            elif not beyond:
+                text += (f" Every win is within the confidence intervals: a tie, which neither agrees nor disagrees "
+                         f"with {claim}.")
             else:
-                text += (f" This agrees with {MA}, who find smaller models with search beating larger ones without "
-                         f"search at equal compute" + ("." if beyond else
-                                                       ", though every win here is within the confidence intervals."))
+                text += f" This agrees with {claim}, against {labels[biggest]}"
+                text += _against_the_other_larger_models(mine, summary[(summary["metric"] == metric)
+                                                                      & (summary["model"] == small)], biggest, labels)
             sentences.append(text)
     return sentences
+
+
+def _against_the_other_larger_models(mine: pd.DataFrame, summary: pd.DataFrame, biggest: str, labels: dict) -> str:
+    """The end of the agreement sentence: how the searched model fares against every other larger model, so an
+    agreement found against the largest alone is said to be that."""
+    others = [model for model in dict.fromkeys(mine["big_model"]) if model != biggest]
+    if not others:
+        return "."
+    counts = summary[summary["big_model"].isin(others)].groupby("big_model", sort=False)[
+        ["wins", "configurations", "wins_beyond_noise"]].sum()
+    listed = ", ".join(f"{labels[m]} {int(counts.loc[m, 'wins'])} of {int(counts.loc[m, 'configurations'])} "
+                       f"({int(counts.loc[m, 'wins_beyond_noise'])} beyond the CIs)" for m in others if m in counts.index)
+    unbeaten = [labels[m] for m in others if m in counts.index and counts.loc[m, "wins_beyond_noise"] == 0]
+    return (f"; against the other larger models it wins {listed}" + (
+        f", so against {' and '.join(unbeaten)} it does not show." if unbeaten else "."))
 
 
 def budget_readings(trend: pd.DataFrame, verifier: str = BUDGET_VERIFIER) -> list[str]:

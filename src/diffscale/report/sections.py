@@ -16,7 +16,14 @@ from markupsafe import Markup
 
 from diffscale.atomic import write_text
 from diffscale.report import analysis, figures, readings, search_analysis, search_figures, search_readings
-from diffscale.report.comparisons import Comparisons, called, ranking_checks, ranking_disagreements, with_differences
+from diffscale.report.comparisons import (
+    Comparisons,
+    called,
+    kid_inside_floor,
+    ranking_checks,
+    ranking_disagreements,
+    with_differences,
+)
 from diffscale.report.headline import crossover_counts
 from diffscale.report.metrics import metric_name
 from diffscale.report.paper import PAPER_METRICS
@@ -97,7 +104,7 @@ def prompt_set_report(
             _table1_section(df, writer, sampler, steps, reference_model, note, comparisons),
             _guidance_section(df, writer),
             _paper_section(df, writer, sampler, steps, reference_model),
-            _training_section(df, writer),
+            _training_section(df, writer, comparisons),
         ]
         sections += [_split_section(df, writer, split, comparisons) for split in analysis.SPLITS
                      if analysis.has_split(df, split)]
@@ -246,7 +253,7 @@ def _table1_section(
     checks = ranking_checks(table, comparisons)
     writer.save_table("ranking_checks", checks)
     if not checks.empty:
-        section.reading(readings.ranking_reading(checks, ranking_disagreements(checks)))
+        section.reading(readings.ranking_reading(checks, ranking_disagreements(checks), kid_inside_floor(checks)))
         floor = _floor_note(comparisons, table["cell"].iloc[0])
         if floor:
             section.note(floor)
@@ -291,7 +298,7 @@ def _with_flops_written(table: pd.DataFrame) -> pd.DataFrame:
     return table.assign(**{c: table[c].map(flops, na_action="ignore") for c in columns})
 
 
-def _training_section(df: pd.DataFrame, writer: Writer) -> Section:
+def _training_section(df: pd.DataFrame, writer: Writer, comparisons: Comparisons | None = None) -> Section:
     """Quality against training compute at fixed sampling budgets, and training + N-image sampling compute."""
     section = Section("Training compute")
     known = analysis.with_training_flops(df)
@@ -313,7 +320,7 @@ def _training_section(df: pd.DataFrame, writer: Writer) -> Section:
         writer.save_table(f"quality_vs_training_{metric}", table)
     writer.add_figure(section, figures.quality_vs_training_compute(df, writer.figure_dir),
                       "no sampling budget with two models within it.")
-    section.readings(readings.training_readings(df, tables))
+    section.readings(readings.training_readings(df, tables, comparisons))
     metric = analysis.training_metrics(known)[0]
     frontiers = analysis.training_plus_sampling_frontiers(df, metric)
     best = analysis.best_model_by_total(frontiers)
