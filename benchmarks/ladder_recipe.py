@@ -89,7 +89,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("rungs"))
     parser.add_argument("--tag", default="recipe")
     parser.add_argument("--autoencoder", type=Path)
-    parser.add_argument("--widths", type=int, nargs="+", default=[4, 8, 12, 16, 24])
+    parser.add_argument("--widths", type=int, nargs="+", default=[4, 8, 10, 12, 16])
     parser.add_argument("--steps", type=int)
     parser.add_argument("--batch", type=int)
     parser.add_argument("--lr", type=float)

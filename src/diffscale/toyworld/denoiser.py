@@ -2,7 +2,7 @@
 
 Mei et al. scale Stable Diffusion's UNet by its base width c with channel multipliers [c, 2c, 4c, 4c];
 at 8x8 latents we keep two levels, [c, 2c], with cross-attention at both, max(1, c // 8) heads (8 channels
-each where c is a multiple of 8) and 4 normalisation groups, so that any multiple of 4 is a width. Every
+each where c is a multiple of 8) and 2 normalisation groups, so that any even c is a width. Every
 width trains with the same data, steps, batch and learning rate, and is saved as a complete Stable
 Diffusion pipeline folder. Two objectives share that recipe:
 
@@ -42,7 +42,7 @@ from diffscale.toyworld.text import tokenize
 from diffscale.toyworld.training import to_unit_range, train
 
 HEAD_CHANNELS = 8
-NORM_GROUPS = 4  # so every multiple of 4 is a width (the ladder's 4 and 12 included)
+NORM_GROUPS = 2  # so every even number is a width (the ladder's 10 included)
 ENCODING = "encoding the training set once with the frozen autoencoder and text encoder"
 # Stable Diffusion's training schedule (scaled-linear betas, 1000 steps, epsilon prediction).
 SD_SCHEDULE = dict(
