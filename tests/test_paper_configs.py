@@ -39,8 +39,14 @@ def test_snakemake_plans_every_node_with_gpus_for_sampling(repo, tmp_path, confi
     assert sum(n.args[0] == "sample" for n in study_nodes) == len(expand(params))  # sampling.jobs: cell
     stats = dict(re.findall(r"^(\S+)\s+(\d+)$", plan, flags=re.MULTILINE))  # the job stats table
     assert int(stats["sample"]) == len(expand(params))  # every sampling family is a `sample` job
-    for rule in ("model", "prompts", "fetch_inception"):
+    # Fetching (models from the hub, evaluation inputs) is a local rule: it runs beside Snakemake, where the network
+    # is, not on a compute node (a dry run prints local rules as `rule`; test_slurm sees them run locally). Every
+    # model of these studies is a hub model: none is trained.
+    for rule in ("fetch_model", "prompts", "fetch_inception"):
         assert f"rule {rule}:" in plan
+    assert "\nrule model:" not in plan
+    fetching = [n for n in study_nodes if n.rule_name.startswith("fetch")]
+    assert len(fetching) >= len(params["models"]) and all(n.local for n in fetching)
     assert "gpu=1" in plan
     # Sampling jobs ask for the runtime their FLOPs need (estimate x 2 + 10 minutes), not a flat default.
     runtimes = {int(m) for m in re.findall(r"rule sample:(?:(?!\nrule )[\s\S])*?runtime=(\d+)", plan)}

@@ -41,7 +41,9 @@ class Node:
     threads: int = 1
     gpu: int = 0
     mem_mb: int = 2000
-    local: bool = False  # seconds of work: run beside the workflow, not as a cluster job
+    # Run beside the workflow, not as a cluster job: seconds of work, or a download, which needs the network that
+    # compute nodes of most clusters lack.
+    local: bool = False
     priority: int = 0  # among ready jobs, higher first: the path to the first sampling job goes first
     rule: str = ""  # the Snakemake rule that builds it, when several families share one (default: the family)
 
@@ -142,9 +144,11 @@ def model_node(params: dict, paths: Paths, name: str) -> Node:
         return Node("model", name, ("model", "--name", name), deps, out,
                     ("seed", "threads", "toyworld.denoiser", f"models.{name}"), TRAIN_CODE, frozenset({"model"}),
                     threads=params["threads"], rule="model", priority=CRITICAL - 1)
-    # Each source is a family of its own: DVC's foreach stages need members of one shape.
+    # Each source is a family of its own: DVC's foreach stages need members of one shape. A hub fetch (or a
+    # local folder's record) is a local rule of its own: on a cluster it runs where the network is.
     return Node(f"{entry['source']}-model", name, ("model", "--name", name), {}, out, (f"models.{name}",),
-                ("diffscale.models.hub", "diffscale.models.source"), frozenset({"model"}), rule="model")
+                ("diffscale.models.hub", "diffscale.models.source"), frozenset({"model"}), local=True,
+                rule="fetch-model")
 
 
 def shaped(family: str, deps: dict, common: tuple[str, ...]) -> str:

@@ -2,6 +2,7 @@
 # The only files written here are plans, each under the hash of its content and never rewritten: a dry
 # run, a lint or another study changes nothing a running job reads.
 import functools
+import re
 import os
 import shlex
 import sys

@@ -27,7 +27,8 @@ for rule_name, members in RULES.items():
         params:
             verb=node_verb(rule_name),
         wildcard_constraints:
-            key="[^/]+",
+            # Its own members only: rules may share an output pattern (a toy model is trained, a hub model fetched).
+            key="|".join(re.escape(key) for key in members) or "[^/]+",
         threads: first.threads
         priority: first.priority
         resources:
