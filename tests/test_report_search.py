@@ -12,6 +12,7 @@ VERIFIER_GFLOPS[verifier] x budget.
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -31,7 +32,12 @@ from diffscale.report.search_analysis import (
     verifier_metric_matrix,
 )
 from diffscale.report.search_figures import budget_plot, equal_compute_plot, scaling_curves, verifier_matrix_plot
-from diffscale.report.search_readings import budget_readings, verifier_readings
+from diffscale.report.search_readings import (
+    budget_readings,
+    equal_compute_readings,
+    scaling_readings,
+    verifier_readings,
+)
 from diffscale.report.tidy import COLUMNS
 
 PARAMS = {"toy-s": 100_000, "toy-m": 300_000, "toy-l": 1_000_000}
@@ -218,6 +224,35 @@ def test_equal_compute_marks_budgets_the_bigger_model_cannot_afford(metrics):
     assert (at_two["outcome"] == "unaffordable").all() and at_two["big_value"].isna().all()
     summary = equal_compute_summary(comparison).set_index(["metric", "model", "big_model", "search_budget"])
     assert summary.loc[("fid", "toy-s", "toy-l", 2), "unaffordable"] == 14
+
+
+def test_small_plus_search_agrees_with_ma_only_beyond_the_cis_and_against_every_larger_model_said(metrics):
+    """toy-s + search against toy-l (the largest) and toy-m: the agreement is said against toy-l, with how toy-s
+    fares against toy-m; with CIs so wide that every win overlaps, the same wins are a tie, not an agreement."""
+    def fid_reading(table: pd.DataFrame) -> str:
+        (sentence,) = [s for s in equal_compute_readings(table, equal_compute(table, ["fid"])) if s.startswith("FID")]
+        return sentence
+
+    agreed = fid_reading(metrics)
+    assert re.search(r"This agrees with Ma et al\., who find .* at equal compute, against toy-l \(1M\); against the "
+                     r"other larger models it wins toy-m \(0\.3M\) \d+ of \d+ \(\d+ beyond the CIs\)", agreed)
+    wide = metrics.assign(ci_low=metrics["value"] - 100, ci_high=metrics["value"] + 100)
+    tied = fid_reading(wide)
+    assert "Every win is within the confidence intervals: a tie, which neither agrees nor disagrees" in tied
+    assert "This agrees" not in tied
+
+
+def test_search_best_is_the_best_value_not_the_largest_relative_gain(metrics):
+    """toy-s's DDPM baseline made half as good: FK steering, which searches from it, gains the most relative to its
+    baseline (+115%) but reaches less (0.5375) than random search by the ensemble from DDIM (0.575, +15%): the
+    reading names the best value, with its own baseline."""
+    weak = metrics.copy()
+    at = ((weak["model"] == "toy-s") & (weak["sampler"] == "ddpm") & (weak["search"] == "none")
+          & (weak["metric"] == "compositional_accuracy"))
+    weak.loc[at, "value"] *= 0.5
+    (sentence,) = [s for s in scaling_readings(weak) if s.startswith("Compositional accuracy:")]
+    assert "for toy-s (0.1M) the best is 0.575, with random x8 by ensemble, against 0.5 for its sampler" in sentence
+    assert "fk-steering" not in sentence.split(";")[0]
 
 
 def test_budget_effect_shows_fid_turning_and_recall_falling(metrics):

@@ -231,7 +231,7 @@ def paper_comparison(
         for ax, source in zip(axes[row], ("toy", "paper")):
             ladder = comparison[(comparison["source"] == source)].dropna(subset=["value"]).sort_values("params")
             ax.plot(ladder["normalized_cost"], ladder["value"], color="0.7", linewidth=1, zorder=1)
-            colors = sns.color_palette(style.PALETTE, len(ladder))
+            colors = style.size_colours(len(ladder))
             ax.scatter(ladder["normalized_cost"], ladder["value"], c=colors, s=36, zorder=2)
             for index, (_, point) in enumerate(ladder.iterrows()):
                 ax.annotate(  # alternate above and below, so that neighbours on a plateau stay legible

@@ -9,8 +9,10 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
@@ -21,7 +23,10 @@ from diffscale.report.metrics import higher_is_better, metric_name
 DPI = 150
 PANEL_SIZE = (4.2, 3.2)  # inches per facet
 LEGEND_WIDTH = 1.8  # inches added on the right for the figure legend
-PALETTE = "flare"  # sequential: light for small models, dark for large ones
+# Sequential by size, small models light, large ones dark, with a hue change at every step so that five sizes and
+# their overlapping CI bands stay apart (flare's were five shades of one red); viridis's palest yellow, which
+# vanishes on white, is left out.
+PALETTE, PALETTE_RANGE = "viridis", (0.85, 0.0)
 COST_LABELS = {
     "relative_cost": "sampling cost (normalized model cost x steps)",
     "gflops_per_image": "denoiser GFLOPs per image (incl. CFG and search)",
@@ -67,8 +72,13 @@ def model_palette(df: pd.DataFrame) -> dict[str, tuple]:
     distilled = teachers(df)
     models = model_order(df)
     own = [m for m in models if distilled.get(m) not in models]
-    colours = dict(zip(own, sns.color_palette(PALETTE, len(own))))
+    colours = dict(zip(own, size_colours(len(own))))
     return {m: colours[distilled[m]] if m not in colours else colours[m] for m in models}
+
+
+def size_colours(count: int) -> list[tuple]:
+    """`count` colours of `PALETTE` over `PALETTE_RANGE`, smallest size first."""
+    return [tuple(colormaps[PALETTE](x)[:3]) for x in np.linspace(*PALETTE_RANGE, count)]
 
 
 def model_legend(
