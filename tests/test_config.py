@@ -269,6 +269,22 @@ def test_a_key_given_twice_in_the_hand_written_schema_is_refused():
     assert json.loads('{"a": {"b": 1}, "c": {"b": 2}}', object_pairs_hook=_unique_keys) == {"a": {"b": 1}, "c": {"b": 2}}
 
 
+def test_committed_headline_is_the_default_studys(repo):
+    """main's metrics in `dvc exp show` are the committed results/default/headline.json (README, "What the
+    default study shows"): they must be of params.yaml's study, its prompt sets and models, and its plot tables
+    those dvc.yaml draws. A changed ladder or prompt set needs a new cold run's files committed."""
+    import json
+
+    params = load(repo / "params.yaml")
+    headline = json.loads((repo / "results" / params["study"] / "headline.json").read_text())
+    assert set(headline) == set(params["prompt_sets"])
+    for name, numbers in headline.items():
+        primary = next(key for key in numbers if key.startswith("caption_probability_at_"))
+        assert set(numbers[primary]) == set(params["models"]), f"{name}: the headline's models are not the study's"
+    drawn = yaml.safe_load((repo / "dvc.yaml").read_text())["plots"]
+    assert all((repo / next(iter(plot))).is_file() for plot in drawn)
+
+
 def test_committed_dvc_yaml_is_current(repo):
     from diffscale.dvc import render_dvc_yaml
 
