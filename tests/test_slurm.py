@@ -10,13 +10,15 @@ study, and check that
 - a job that fails (on purpose, after writing part of its output) is reported as failed by Slurm with
   that output removed, and a rerun completes the study;
 - `metrics.csv` and every sampled image of the completed study are byte-identical to the local run's;
+- after a kill -9 of Snakemake while its Slurm job runs (the stand-in holds it), the rerun cancels that job
+  before submitting the node once itself;
 - in a GPU study (the smoke study with `device: auto`) the sbatch calls, and the job steps inside the jobs,
   ask for a GPU for sampling and scoring jobs only (no GPU is needed: the stand-ins below take the
   request off before it reaches this Slurm).
 
 What a job saw and what was submitted are observed through stand-ins put first on PATH (the jobs inherit
 it, `sbatch --export=ALL`): `diffscale` notes SLURM_JOB_ID in the job's log and runs the real CLI (or fails
-on purpose); `sbatch` (called by the plugin) and `srun` (called by its job step inside each job) record
+on purpose, or holds its job until cancelled); `sbatch` (called by the plugin) and `srun` (called by its job step inside each job) record
 each call and run the real command.
 The dry-run checks of the GPU requests run without Slurm.
 """
@@ -129,6 +131,13 @@ from pathlib import Path
 args = sys.argv[1:]
 # The rule sends stderr to the job's log: note there which Slurm job (if any) runs this command.
 print(f"diffscale-stand-in: SLURM_JOB_ID={os.environ.get('SLURM_JOB_ID', '')}", file=sys.stderr, flush=True)
+hold = os.environ.get("DIFFSCALE_TEST_HOLD_BLOCK")
+if hold and "sample" in args and args[args.index("sample") + 1:][:2] == ["--block", hold]:
+    import time
+    marker = Path(os.environ["DIFFSCALE_TEST_HOLD_MARKER"])
+    marker.write_text(os.environ.get("SLURM_JOB_ID", ""))  # held inside its Slurm job until cancelled
+    time.sleep(600)
+    marker.with_name(marker.name + "-continued").touch()
 fail = os.environ.get("DIFFSCALE_TEST_FAIL_BLOCK")
 if fail and "sample" in args and args[args.index("sample") + 1:][:2] == ["--block", fail]:
     partial = Path(os.environ["DIFFSCALE_TEST_FAIL_OUTPUT"])
@@ -473,3 +482,37 @@ def test_gpu_study_requests_gpus_for_sampling_and_scoring_only(slurm_runs):
     assert set(step_rules) == set(rules), (sorted(step_rules), sorted(rules))
     for rule, call in step_rules.items():
         assert gpu_request(call) == ("--gpus=1" if GPU_RULES.match(rule) else None), (rule, shlex.join(call))
+
+
+@needs_slurm
+def test_a_rerun_cancels_the_slurm_jobs_of_a_killed_run(slurm_runs):
+    """kill -9 of Snakemake while one of its Slurm jobs runs: Slurm keeps that job running. The rerun cancels it
+    (and waits for it to end) before submitting its own, so the node does not run twice at once; the rerun's own
+    job completes it."""
+    root, work, block = slurm_runs["root"], slurm_runs["work"], slurm_runs["failing"]
+    marker = root / "held"
+    command = ["--profile", str(PROFILE), "--configfile", str(SMOKE), "--forcerun", "sample", "--",
+               slurm_runs["failing_output"]]
+    env = slurm_runs["env"] | {"DIFFSCALE_TEST_HOLD_BLOCK": block, "DIFFSCALE_TEST_HOLD_MARKER": str(marker)}
+    log = root / "killed-run.log"
+    with open(log, "w") as out:
+        killed = subprocess.Popen([sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(work), *command],
+                                  cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + RUN_TIMEOUT
+        while not marker.exists() and killed.poll() is None and time.monotonic() < deadline:
+            time.sleep(1)
+        os.killpg(killed.pid, signal.SIGKILL)
+        killed.wait()
+    assert marker.exists(), f"the held job never started:\n{log.read_text()[-3000:]}"
+    (run_id,) = RUN_ID.findall(log.read_text())
+    comment = f"rule_sample_wildcards_{block}"
+    orphans = {job: state for job, (state, note) in squeue_states(run_id).items() if note == comment}
+    assert list(orphans.values()) == ["RUNNING"] and list(orphans) == [marker.read_text()], orphans  # it outlived Snakemake
+    (orphan,) = orphans
+
+    rerun = Run(command, work, slurm_runs["env"], "slurm-rerun-after-kill", slurm_runs["accounting"]).check()
+    assert f"diffscale: cancelled Slurm job {orphan} ({comment}), left running by a killed run" in rerun.output
+    assert squeue_states(run_id).get(orphan, ("CANCELLED",))[0] == "CANCELLED"
+    assert not marker.with_name("held-continued").exists()  # stopped inside its sleep: it never sampled
+    resubmitted = [j for j in rerun.jobs if j["rule"] == "sample"]
+    assert len(resubmitted) == 1 and resubmitted[0]["jobid"] in rerun.submitted  # once, by the rerun, under Slurm

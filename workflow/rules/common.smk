@@ -10,7 +10,7 @@ from pathlib import Path
 
 from snakemake.logging import logger
 
-from diffscale import dag, estimate, locks
+from diffscale import cluster, dag, estimate, locks
 from diffscale.cells import Paths
 from diffscale.config import read_study_file, resolve, study_warnings
 from diffscale.errors import ParamsError
