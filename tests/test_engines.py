@@ -329,7 +329,13 @@ def test_dvc_metrics_and_plots_diff_compare_two_experiments(engines, tmp_path):
     out = tmp_path / "plots"
     workflows.run([workflows.BIN / "dvc", "plots", "diff", "more-bootstrap", "longer-clip", "-o", out], work)
     html = (out / "index.html").read_text()
-    assert "toy-captions: joint frontier" in html and "toy-captions: primary metric vs sampling cost" in html
+    assert "toy-captions: joint frontier" in html and "toy-captions: caption probability vs sampling cost" in html
+    # Offline (the clone's .dvc/config names the page that carries vega inline, not DVC's CDN links), each plot
+    # once (only the top-level definitions draw), every point coloured by its model.
+    assert "cdn.jsdelivr" not in html and "vega-embed 6.18.2" in html
+    drawn = re.findall(r"vegaEmbed\('#([^']+)'", html)
+    assert len(drawn) == len(set(drawn)) == len(yaml.safe_load((work / "dvc.yaml").read_text())["plots"])
+    assert html.count('"field": "model"') == len(drawn)
 
 
 @pytest.mark.parametrize("engine", ["snakemake", "dvc"])

@@ -61,17 +61,18 @@ def _primary_metric(params: dict, prompt_set: str) -> str:
 
 def _plot_definitions(params: dict, paths: Paths) -> list[dict]:
     """How `dvc plots` draws the report's curves: each prompt set's frontier, and its cost curve if it has
-    cells without search; the y axis named by the metric the tables carry."""
+    cells without search; the y axis named by the metric the tables carry. The templates (.dvc/plots/) colour
+    each point by its model (and the cost points' shape by sampler) and give each revision its own panel."""
     plain = {c.prompt_set for c in expand(params) if c.search == "none"}
     definitions = []
     for name in params["prompt_sets"]:
         y_label = display_name(_primary_metric(params, name))
         if name in plain:
             definitions.append({str(paths.plots / f"{name}-cost.csv"): {
-                "x": "relative_cost", "y": "value", "template": "scatter", "x_label": "sampling cost (relative)",
+                "x": "relative_cost", "y": "value", "template": "diffscale_cost", "x_label": "sampling cost (relative)",
                 "y_label": y_label, "title": f"{name}: {y_label} vs sampling cost (best guidance, no search)"}})
         definitions.append({str(paths.plots / f"{name}-frontier.csv"): {
-            "x": "gflops_per_image", "y": "value", "template": "linear", "x_label": "GFLOPs per image",
+            "x": "gflops_per_image", "y": "value", "template": "diffscale_frontier", "x_label": "GFLOPs per image",
             "y_label": y_label, "title": f"{name}: joint frontier of {y_label} vs GFLOPs per image"}})
     return definitions
 
