@@ -30,7 +30,7 @@ def stopped_at_plan(work, code: int, output: str) -> None:
     message = next(line for line in output.splitlines() if line.startswith("diffscale: dvc.yaml does not match"))
     assert "the study adds 2 node(s), e.g. sample@toy-w8__nosearch__toy-pairs" in message and TOLD in message
     assert "Traceback" not in output
-    assert not [path for path in (work / "results").rglob("*") if path.is_file()]  # nothing written, not even a plan
+    assert not [path for path in (work / "results" / "smoke").rglob("*") if path.is_file()]  # not even a plan
 
 
 def test_a_study_that_adds_a_block_stops_dvc_before_any_stage(tmp_path):
