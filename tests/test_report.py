@@ -291,5 +291,30 @@ def test_steps_reading_leaves_out_the_change_when_no_end_model_ran_both_step_cou
     rows = cell_rows("toy-a", "ddpm", 5, 3.0, {"fid": 9.0}) + cell_rows("toy-b", "ddpm", 5, 3.0, {"fid": 8.0})
     rows += cell_rows("toy-b", "ddpm", 20, 3.0, {"fid": 7.0}) + cell_rows("toy-c", "ddpm", 20, 3.0, {"fid": 6.0})
     (reading,) = readings.steps_readings(pd.DataFrame(rows, columns=COLUMNS))
-    assert reading == ("With ddpm, as steps go from 5 to 20, the best model is toy-b (0.3M) at 5 steps and "
-                       "toy-c (1M) at 20 steps.")
+    assert reading == ("With ddpm, as steps go from 5 to 20, at 5 steps the best model is toy-b (0.3M) (not called "
+                       "against toy-a (0.1M): no per-image data); at 20 steps the best model is toy-c (1M) (not called "
+                       "against toy-b (0.3M): no per-image data).")
+
+
+class PairedByValue:
+    """`Comparisons.difference` over a table's values with a paired CI of +-`half_width`."""
+
+    def __init__(self, table: pd.DataFrame, half_width: float):
+        self.values, self.half_width = table.set_index(["metric", "cell"])["value"], half_width
+
+    def difference(self, metric: str, a: str, b: str) -> dict:
+        d = self.values[metric, a] - self.values[metric, b]
+        return {"difference": d, "diff_ci_low": d - self.half_width, "diff_ci_high": d + self.half_width,
+                "beyond_noise": not d - self.half_width <= 0 <= d + self.half_width}
+
+
+def test_steps_reading_calls_the_best_model_only_beyond_the_paired_ci():
+    """FID 8 vs 9 at 5 steps, 6 vs 7 at 20: with a CI of +-0.5 both leads are called, with +-2 both are ties."""
+    rows = cell_rows("toy-a", "ddpm", 5, 3.0, {"fid": 9.0}) + cell_rows("toy-b", "ddpm", 5, 3.0, {"fid": 8.0})
+    rows += cell_rows("toy-b", "ddpm", 20, 3.0, {"fid": 7.0}) + cell_rows("toy-c", "ddpm", 20, 3.0, {"fid": 6.0})
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    (called,) = readings.steps_readings(table, PairedByValue(table, 0.5))
+    (tied,) = readings.steps_readings(table, PairedByValue(table, 2.0))
+    assert called.endswith("at 5 steps the best model is toy-b (0.3M), ahead of toy-a (0.1M) beyond noise; at 20 "
+                           "steps the best model is toy-c (1M), ahead of toy-b (0.3M) beyond noise.")
+    assert "toy-b (0.3M), tied with toy-a (0.1M) (paired CI)" in tied and "beyond noise" not in tied

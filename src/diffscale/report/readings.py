@@ -63,9 +63,10 @@ def intro(df: pd.DataFrame) -> list[str]:
     ]
 
 
-def steps_readings(df: pd.DataFrame) -> list[str]:
+def steps_readings(df: pd.DataFrame, comparisons=None) -> list[str]:
     """Per sampler run at two step counts or more: how the primary metric changes from the fewest steps to the
-    most for the smallest and the largest model, and which model is best at each end."""
+    most for the smallest and the largest model, and which model is best at each end, against the runner-up
+    paired over prompts (`comparisons`; without per-image data the lead is not called)."""
     metric = primary_metric(df)
     points = best_guidance(without_search(df), metric)
     points = points[points["metric"] == metric]
@@ -80,13 +81,28 @@ def steps_readings(df: pd.DataFrame) -> list[str]:
             line = frame[frame["model"] == model].set_index("steps")["value"]
             if {few, many} <= set(line.index):
                 changes.append(f"{change(line[few], line[many])} for {labels[model]}")
-        first, last = (labels[winner(frame[frame["steps"] == s], metric)] for s in (few, many))
-        best = (f"{first} is the best model at both {few} and {many} steps" if first == last
-                else f"the best model is {first} at {few} steps and {last} at {many} steps")
+        best = "; ".join(f"at {s} step{'s' if s != 1 else ''} the best model is "
+                         f"{_lead(frame[frame['steps'] == s], metric, labels, comparisons)}" for s in (few, many))
         # No clause on the change when neither end model was run at both step counts (only some models searched).
         trend = f"{metric_name(metric)} {' and '.join(changes)}; " if changes else ""
         sentences.append(f"With {sampler}, as steps go from {few} to {many}, {trend}{best}.")
     return sentences
+
+
+def _lead(frame: pd.DataFrame, metric: str, labels: dict, comparisons) -> str:
+    """'X, ahead of Y beyond noise' / 'X, tied with Y' / 'X (not called against Y: no per-image data)': the
+    best model of `frame` against the best other one, paired."""
+    top = winner(frame, metric)
+    others = frame[frame["model"] != top]
+    if others.empty:
+        return f"{labels[top]}, the only model run there"
+    rival = winner(others, metric)
+    cell = frame.set_index("model")["cell"]
+    outcome = _paired_outcome(comparisons, metric, cell[top], cell[rival])
+    return {"ahead": f"{labels[top]}, ahead of {labels[rival]} beyond noise",
+            "tie": f"{labels[top]}, tied with {labels[rival]} (paired CI)",
+            "behind": f"{labels[top]} by its mean, behind {labels[rival]} by the paired CI"}.get(
+        outcome, f"{labels[top]} (not called against {labels[rival]}: no per-image data)")
 
 
 def cost_readings(df: pd.DataFrame, best: pd.DataFrame, changes: pd.DataFrame, metric: str) -> list[str]:

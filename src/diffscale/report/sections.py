@@ -99,7 +99,7 @@ def prompt_set_report(
                 note = (f"{sampler} was not run at {reference_steps} steps on this prompt set; this section and the "
                         f"paper comparison use {steps} steps.")
         sections = [
-            _steps_section(df, writer),
+            _steps_section(df, writer, comparisons),
             _cost_section(df, writer, comparisons),
             _table1_section(df, writer, sampler, steps, reference_model, note, comparisons),
             _guidance_section(df, writer),
@@ -165,11 +165,11 @@ def _split_section(df: pd.DataFrame, writer: Writer, split: str, comparisons: Co
     return section
 
 
-def _steps_section(df: pd.DataFrame, writer: Writer) -> Section:
+def _steps_section(df: pd.DataFrame, writer: Writer, comparisons: Comparisons | None = None) -> Section:
     section = Section("Quality vs sampling steps")
     writer.add_figure(section, figures.quality_vs_steps(df, writer.figure_dir),
                       "no sampler was run at two step counts.")
-    section.readings(readings.steps_readings(df))
+    section.readings(readings.steps_readings(df, comparisons))
     return section
 
 
