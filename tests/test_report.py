@@ -176,6 +176,20 @@ def test_guidance_trends_are_not_read_from_an_optimum_at_the_grids_edge(metrics)
     assert "is best at 1 of 15 points. It" in reading and "Spearman rho" in reading
 
 
+def test_table1_reading_calls_the_best_model_against_the_runner_up(metrics):
+    """At 50 DDIM steps toy-c (FID 3.8) leads toy-b (7.3): called with a paired CI of +-0.5, a tie with +-10."""
+    table = analysis.table1(metrics, reference_steps=50)
+    plain = analysis.without_search(metrics)
+
+    def reading(comparisons) -> str:
+        return readings.table1_reading(table, LABELS, "ddim", 50, "fid", comparisons)
+
+    assert reading(PairedByValue(plain, 0.5)).endswith("The best FID comes from toy-c (1M), ahead of toy-b (0.3M) "
+                                                       "beyond noise.")
+    assert reading(PairedByValue(plain, 10.0)).endswith("comes from toy-c (1M), tied with toy-b (0.3M) (paired CI).")
+    assert reading(None).endswith("toy-c (1M) (not called against toy-b (0.3M): no per-image data).")
+
+
 def test_table1_normalises_cost_by_the_reference_model(metrics):
     table = analysis.table1(metrics, reference_steps=50)
     assert table["model"].tolist() == ["toy-a", "toy-b", "toy-c"]

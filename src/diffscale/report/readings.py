@@ -162,15 +162,17 @@ def cost_readings(df: pd.DataFrame, best: pd.DataFrame, changes: pd.DataFrame, m
     return sentences
 
 
-def table1_reading(table: pd.DataFrame, labels: dict[str, str], sampler: str, steps: int, metric: str) -> str:
-    """How each headline metric of the Table 1 analogue changes from the smallest model to the largest."""
+def table1_reading(table: pd.DataFrame, labels: dict[str, str], sampler: str, steps: int, metric: str,
+                   comparisons=None) -> str:
+    """How each headline metric of the Table 1 analogue changes from the smallest model to the largest, and the best
+    model by the primary metric against the runner-up, paired (`comparisons`)."""
     smallest, largest = labels[table["model"].iloc[0]], labels[table["model"].iloc[-1]]
     sentences = []
     for name in [m for m in HEADLINE_METRICS if m in table]:
         rho = rank_correlation(table["params"], table[name])
         sentences.append(f"{metric_name(name)} {change(table[name].iloc[0], table[name].iloc[-1])} between "
                          f"{smallest} and {largest} (Spearman rho with size {num(rho)})")
-    best = labels[winner(table.rename(columns={metric: "value"}), metric)]
+    best = _lead(table.rename(columns={metric: "value"}), metric, labels, comparisons)
     return (f"At {steps} {sampler} steps, with the guidance that gives the best {metric_name(metric)}: "
             f"{'; '.join(sentences)}. The best {metric_name(metric)} comes from {best}.")
 

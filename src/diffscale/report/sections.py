@@ -247,7 +247,8 @@ def _table1_section(
         section.note(f"No {sampler} cells at {steps} steps.")
         return section
     if len(table) > 1:
-        section.reading(readings.table1_reading(table, analysis.model_labels(df), sampler, steps, metric))
+        section.reading(readings.table1_reading(table, analysis.model_labels(df), sampler, steps, metric,
+                                                comparisons))
     section.table(f"Per model at {steps} {sampler} steps, best guidance by {metric_name(metric)}; normalized cost = "
                   "GFLOPs per NFE / the reference model's", table.drop(columns="cell"))
     checks = ranking_checks(table, comparisons)
