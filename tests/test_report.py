@@ -18,6 +18,7 @@ from diffscale.report import analysis, build_report, figures, readings
 from diffscale.report.metrics import higher_is_better, metric_name
 from diffscale.report.text import size_label
 from diffscale.report.tidy import COLUMNS
+from paired_stub import PairedByValue
 
 PARAMS = {"toy-a": 100_000, "toy-b": 300_000, "toy-c": 1_000_000}
 FLOOR = {"toy-a": 10.0, "toy-b": 6.5, "toy-c": 3.0}
@@ -308,18 +309,6 @@ def test_steps_reading_leaves_out_the_change_when_no_end_model_ran_both_step_cou
     assert reading == ("With ddpm, as steps go from 5 to 20, at 5 steps the best model is toy-b (0.3M) (not called "
                        "against toy-a (0.1M): no per-image data); at 20 steps the best model is toy-c (1M) (not called "
                        "against toy-b (0.3M): no per-image data).")
-
-
-class PairedByValue:
-    """`Comparisons.difference` over a table's values with a paired CI of +-`half_width`."""
-
-    def __init__(self, table: pd.DataFrame, half_width: float):
-        self.values, self.half_width = table.set_index(["metric", "cell"])["value"], half_width
-
-    def difference(self, metric: str, a: str, b: str) -> dict:
-        d = self.values[metric, a] - self.values[metric, b]
-        return {"difference": d, "diff_ci_low": d - self.half_width, "diff_ci_high": d + self.half_width,
-                "beyond_noise": not d - self.half_width <= 0 <= d + self.half_width}
 
 
 def test_steps_reading_calls_the_best_model_only_beyond_the_paired_ci():

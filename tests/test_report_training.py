@@ -16,6 +16,7 @@ from PIL import Image
 
 from diffscale.report import analysis, build_report, figures, readings
 from diffscale.report.tidy import COLUMNS
+from paired_stub import PairedByValue
 
 MODELS = {  # params, training FLOPs, GFLOPs per NFE, {steps: (FID, compositional accuracy)}
     "small": (100_000, 1e12, 0.5, {10: (20.0, 0.5), 50: (15.0, 0.6)}),
@@ -57,25 +58,9 @@ def test_quality_vs_training_takes_each_models_best_within_each_budget(table):
     assert unaffordable["model"].tolist() == ["small"]
 
 
-class PairedStub:
-    """`Comparisons.difference` over the fixture's values, with a paired CI of +-`half_width` (`None`: the cells
-    have no per-image data)."""
-
-    def __init__(self, table: pd.DataFrame, half_width: float | None):
-        self.values = table.set_index(["metric", "cell"])["value"]
-        self.half_width = half_width
-
-    def difference(self, metric: str, a: str, b: str) -> dict | None:
-        if self.half_width is None:
-            return None
-        d = self.values[metric, a] - self.values[metric, b]
-        low, high = d - self.half_width, d + self.half_width
-        return {"difference": d, "diff_ci_low": low, "diff_ci_high": high, "beyond_noise": not low <= 0 <= high}
-
-
 def test_training_reading_names_the_best_model_per_budget_and_calls_the_order_paired(table):
     tables = {m: analysis.quality_vs_training(table, m, budgets=[10, 50]) for m in ("fid", "compositional_accuracy")}
-    fid, accuracy = readings.training_readings(table, tables, PairedStub(table, 0.05))
+    fid, accuracy = readings.training_readings(table, tables, PairedByValue(table, 0.05))
     assert "within 10, small (0.1M) (15; trained with 1e12 FLOPs); within 50, big (1M) (5; trained with 1e13" in fid
     assert "big (1M), is ahead beyond noise within 50; behind beyond noise within 10" in fid
     assert "big (1M), is ahead beyond noise within 10, 50" in accuracy, "bigger wins compositional accuracy at both"
@@ -86,7 +71,7 @@ def test_training_reading_calls_nothing_without_a_paired_ci_and_says_tie_within_
     reading says the most-trained model is best "at every budget"."""
     close = table.assign(value=table["value"].where(~((table["model"] == "small") & (table["steps"] == 50)), 0.8))
     accuracy = {"compositional_accuracy": analysis.quality_vs_training(close, "compositional_accuracy", budgets=[50])}
-    (tied,) = readings.training_readings(close, accuracy, PairedStub(close, 0.5))
+    (tied,) = readings.training_readings(close, accuracy, PairedByValue(close, 0.5))
     (untested,) = readings.training_readings(close, accuracy)
     assert "big (1M), is tied within 50." in tied
     assert "the order of the models within a budget is not tested here" in untested

@@ -121,7 +121,7 @@ def render_dvc_yaml(params: dict, params_file: str) -> str:
 
 def stale_dvc_yaml(params: dict, params_file: str, dvc_yaml: Path) -> str | None:
     """Why `dvc_yaml` no longer runs the study in `params_file` (None if it does): DVC runs the stages it
-    finds, so an experiment that adds a block (a model, sampler, search or prompt set) would run the old stages
+    finds, so an experiment that adds a block (a model, search or prompt set of a grid) would run the old stages
     and fail in the aggregate on cells no stage sampled. Compared as parsed YAML, by the plans it lists."""
     rendered = yaml.safe_load(render_dvc_yaml(params, params_file))
     found = yaml.safe_load(dvc_yaml.read_text()) or {}
@@ -131,8 +131,12 @@ def stale_dvc_yaml(params: dict, params_file: str, dvc_yaml: Path) -> str | None
     def plans(document: dict) -> set[str]:
         return {next(iter(out)) for out in document.get("stages", {}).get("plan", {}).get("outs", [])}
 
+    def example(plan: str) -> str:
+        return f"{Path(plan).parent.name}@{Path(plan).stem}"  # family@member, as the DAG names a node
+
     added, removed = sorted(plans(rendered) - plans(found)), sorted(plans(found) - plans(rendered))
-    nodes = "; ".join(f"{what} {len(names)} node(s), e.g. {Path(names[0]).parent.name}@{Path(names[0]).stem}" for what, names in
-                      (("the study adds", added), ("the study drops", removed)) if names) or "its stages differ"
+    nodes = "; ".join(f"{what} {len(names)} node(s), e.g. {example(names[0])}"
+                      for what, names in (("the study adds", added), ("the study drops", removed)) if names)
+    nodes = nodes or "its stages differ"
     return (f"{dvc_yaml} does not match {params_file} ({nodes}): run `diffscale --params {params_file} dvc-yaml`, "
             "then the DVC command again")

@@ -2,8 +2,8 @@
 # The only files written here are plans, each under the hash of its content and never rewritten: a dry
 # run, a lint or another study changes nothing a running job reads.
 import functools
-import re
 import os
+import re
 import shlex
 import sys
 from pathlib import Path
